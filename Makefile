@@ -1,0 +1,34 @@
+# The two set-up commands of the README. Both are idempotent: re-running them re-uses the venv and
+# installs only what is missing.
+#   make demo   the main job end to end on the embedded default (CPU, ONNX Runtime)
+#   make test   install what the tests need, then run them
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch is pinned to the CPU build before anything can ask for it: an unpinned torch pulls GBs of CUDA wheels.
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test venv install-export install-test lint-py38
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+install-export: venv
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[export]'
+
+install-test: install-export
+	$(PIP) install -q -e '.[export,dev]'
+
+demo: install-export
+	$(PY) scripts/demo.py
+
+# The device side (runtime, bench, capi, data, cli) must stay Python 3.8 (JetPack 5) and torch-free.
+lint-py38: install-test
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/__init__.py src/defectrt/errors.py src/defectrt/fileio.py src/defectrt/runtime src/defectrt/bench src/defectrt/capi src/defectrt/data src/defectrt/cli
+
+test: install-test lint-py38
+	$(VENV)/bin/pytest -q -ra

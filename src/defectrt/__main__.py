@@ -1,0 +1,3 @@
+from defectrt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The `defectrt` command: a thin argparse layer over the Python API.
+
+Each sub-command lives in its own module with `register(subparsers)`; handlers import their heavy
+dependencies (torch, onnxruntime, cv2) lazily so `defectrt --help` and the device-side commands never
+pay for, or need, torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from defectrt import __version__
+from defectrt.errors import DefectrtError
+
+# Module names under defectrt.cli, in the order of the flow: models -> export -> runtime -> bench.
+_COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="defectrt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version="defectrt " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module("defectrt.cli." + name)
+        except ImportError as exc:  # a command whose module is missing must not break the others
+            if exc.name == "defectrt.cli." + name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except DefectrtError as exc:
+        print("defectrt {}: error: {}".format(args.command, exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("defectrt {}: interrupted".format(args.command), file=sys.stderr)
+        return 130
+    return int(result or 0)

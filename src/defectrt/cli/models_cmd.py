@@ -1,0 +1,44 @@
+"""`defectrt models`: the zoo with parameters and GFLOPs computed from each model."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub):
+    p = sub.add_parser("models", help="list the model zoo with parameters and GFLOPs")
+    p.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N", help="image size: N or H W (default 640)")
+    p.add_argument("--nc", type=int, default=80, help="number of classes (default 80)")
+    p.add_argument("--scales", default="nsmlx", help="scales to list, e.g. 'n' or 'ns' (default nsmlx)")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable), e.g. yolo11n-dysample")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def table(imgsz=640, nc=80, scales="nsmlx", variants=None):
+    from defectrt.models import available, create
+    from defectrt.models.complexity import count_parameters, gflops
+
+    names = variants or [n for n in available() if n[6] in scales]
+    rows = []
+    for name in names:
+        model = create(name, nc=nc)
+        rows.append({"model": name, "params": count_parameters(model), "gflops": round(gflops(model, imgsz), 2)})
+    return rows
+
+
+def run(args):
+    from defectrt.errors import UserInputError
+
+    if len(args.imgsz) not in (1, 2):
+        raise UserInputError("--imgsz takes one value or two (H W)")
+    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    rows = table(imgsz, args.nc, args.scales, args.variant)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    size = "x".join(str(v) for v in args.imgsz) if len(args.imgsz) == 2 else "{0}x{0}".format(args.imgsz[0])
+    print("{:<20} {:>12} {:>10}".format("model", "params", "GFLOPs@" + size))
+    for r in rows:
+        print("{:<20} {:>12,} {:>10.2f}".format(r["model"], r["params"], r["gflops"]))
+    print("(nc={}, BN fused, computed from the models)".format(args.nc))
+    return 0
