@@ -55,6 +55,7 @@ def atomic_dir(path, force=False):
     """
     path = check_output(path, force)
     tmp = tempfile.mkdtemp(prefix=".tmp-", suffix=os.path.basename(path), dir=os.path.dirname(os.path.abspath(path)))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         yield tmp
         if os.path.exists(path):

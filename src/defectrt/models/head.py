@@ -87,7 +87,9 @@ class Detect(nn.Module):
 
     def decode(self, x):
         b = x[0].shape[0]
-        anchors, strides = (t.transpose(0, 1) for t in make_anchors(x, self.stride.tolist()))
+        # Python floats, so tracing for export records constants without a warning.
+        stride_values = getattr(self, "stride_values", None) or self.stride.tolist()
+        anchors, strides = (t.transpose(0, 1) for t in make_anchors(x, stride_values))
         x_cat = torch.cat([xi.view(b, self.no, -1) for xi in x], 2)
         box, cls = x_cat.split((self.reg_max * 4, self.nc), 1)
         dbox = dist2bbox(self.dfl(box), anchors.unsqueeze(0), xywh=True, dim=1) * strides

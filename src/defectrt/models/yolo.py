@@ -149,6 +149,7 @@ class DetectionModel(nn.Module):
         with torch.no_grad():
             feats = self._forward_features(torch.zeros(1, ch, s, s))
         detect.stride = torch.tensor([s / x.shape[-2] for x in feats])
+        detect.stride_values = tuple(float(v) for v in detect.stride)
         self.stride = detect.stride
         detect.bias_init()
         _set_bn_defaults(self)

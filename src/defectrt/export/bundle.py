@@ -1,0 +1,275 @@
+"""`defectrt export build`: checkpoint -> deployment bundle (ONNX at the asked precision, manifest,
+golden I/O for on-device checks, and the TensorRT engine where TensorRT exists).
+
+Bundle layout (a folder, written atomically: a failed build leaves nothing behind):
+    manifest.json     what the runtime needs (names, input size, letterbox, thresholds), how it was
+                      made (precision, flavour, opset, grid-sample mode, versions), sha256 of every file,
+                      val metrics per precision when --val was given, and the engine record
+    model.onnx        the model at its final precision (FP32, AutoCast FP16 or Q/DQ INT8)
+    golden/inputs.json, golden/outputs.json
+                      Polygraphy-format inputs and ONNX Runtime outputs, so that on the device
+                      `polygraphy run model.engine --trt --load-inputs ... --load-outputs ...` checks the engine
+    model.engine      only when built where TensorRT is present (or added later with --engine)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from defectrt import __version__
+from defectrt.errors import UserInputError
+from defectrt.fileio import atomic_dir, atomic_path, sha256_file
+
+log = logging.getLogger("defectrt")
+
+FORMAT = "defectrt-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+GOLDEN_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (5e-2, 5e-2)}
+
+
+def _imgsz(imgsz):
+    if imgsz is None:
+        return None
+    if isinstance(imgsz, int):
+        return (imgsz, imgsz)
+    imgsz = tuple(int(v) for v in imgsz)
+    return imgsz * 2 if len(imgsz) == 1 else imgsz
+
+
+def _onnx_metadata(path):
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}, model.opset_import[0].version
+
+
+def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms):
+    if str(model_ref).endswith(".onnx"):
+        if not os.path.isfile(model_ref):
+            raise UserInputError("{}: no such ONNX file".format(model_ref))
+        shutil.copyfile(model_ref, out_path)
+        return {"grid_sample_reason": "taken as given from the ONNX file"}
+    from defectrt.export.onnx import export_onnx
+
+    result = export_onnx(
+        model_ref, out_path, imgsz=imgsz or 640, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+        grid_sample=grid_sample, target_trt=target_trt, nms=plugin_nms, force=True,
+    )
+    return {"grid_sample_reason": getattr(result, "reason", None) or getattr(result, "grid_sample_reason", None)}
+
+
+def _golden_io(onnx_path, out_dir, imgsz, batch, sample_images):
+    """Save one real (letterboxed) input batch and ONNX Runtime's outputs in Polygraphy's JSON format."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.comparator import Comparator
+    from polygraphy.json import save_json
+
+    from defectrt.runtime.preprocess import preprocess
+
+    h, w = imgsz
+    if sample_images:
+        blob, _ = preprocess(sample_images[:1] * batch, (h, w))
+    else:  # no images at hand: a deterministic pattern still pins the engine's numerics
+        blob = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
+    feeds = [{"images": np.ascontiguousarray(blob, dtype=np.float32)}]
+    os.makedirs(out_dir, exist_ok=True)
+    inputs_path = os.path.join(out_dir, "inputs.json")
+    outputs_path = os.path.join(out_dir, "outputs.json")
+    save_json(feeds, inputs_path)
+    runner = OnnxrtRunner(SessionFromOnnx(onnx_path, providers=["CPUExecutionProvider"]))
+    results = Comparator.run([runner], data_loader=feeds)
+    results.save(outputs_path)
+    return {"inputs": "golden/inputs.json", "outputs": "golden/outputs.json"}
+
+
+def _read_images(folder, limit):
+    import cv2
+
+    if not folder:
+        return []
+    exts = (".jpg", ".jpeg", ".png", ".bmp")
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(exts))[:limit]
+    return [img for img in (cv2.imread(os.path.join(folder, f)) for f in files) if img is not None]
+
+
+def _calibration_folder(calib):
+    """--calib may name an image folder or a dataset (its train images)."""
+    if calib is None:
+        return None
+    for candidate in (calib, os.path.join(calib, "images", "train"), os.path.join(calib, "images")):
+        if os.path.isdir(candidate) and any(
+            f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")) for f in os.listdir(candidate)
+        ):
+            return candidate
+    raise UserInputError("--calib {}: no images (.jpg/.png/.bmp) found there or in its images/train".format(calib))
+
+
+def _validate(onnx_path, data, imgsz, conf, iou):
+    from defectrt.data.dataset import load_dataset
+    from defectrt.data.val import evaluate
+    from defectrt.runtime.detector import Detector
+
+    det = Detector(onnx_path, backend="onnxruntime", conf=conf, iou=iou)
+    metrics = evaluate(det, load_dataset(data, split="val"))
+    return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
+
+
+def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", target_trt=None,
+                 imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
+                 dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=17, grid_sample="auto",
+                 plugins=(), engine="auto", force=False):
+    """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
+    from defectrt.export.engine import import_tensorrt
+
+    if precision not in PRECISIONS:
+        raise UserInputError("--precision {!r}: choose one of {}".format(precision, ", ".join(PRECISIONS)))
+    if precision == "int8" and not calib:
+        raise UserInputError("--precision int8 needs --calib DIR (images pre-processed like the runtime)")
+    if int8_flavour not in ("trt", "cpu"):
+        raise UserInputError("--int8-flavour {!r}: choose trt or cpu".format(int8_flavour))
+    if dla_core is not None and precision == "fp32":
+        raise UserInputError("--dla-core needs --precision fp16 or int8: DLA runs no FP32")
+    calib_dir = _calibration_folder(calib) if precision == "int8" else None
+    trt = import_tensorrt()
+    if engine == "always" and trt is None:
+        raise UserInputError("--engine was asked for, but TensorRT is not installed here")
+    imgsz = _imgsz(imgsz)
+
+    with atomic_dir(output, force=force) as tmp, tempfile.TemporaryDirectory() as work:
+        fp32_path = os.path.join(work, "model_fp32.onnx")
+        export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none")
+        meta, opset_used = _onnx_metadata(fp32_path)
+        imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
+        final = os.path.join(tmp, "model.onnx")
+        flavour = None
+        if precision == "fp32":
+            shutil.copyfile(fp32_path, final)
+        elif precision == "fp16":
+            from defectrt.export.precision import convert_fp16
+
+            convert_fp16(fp32_path, final, force=True)
+        else:
+            from defectrt.export.precision import quantize_int8
+
+            flavour = int8_flavour
+            quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
+                          target_trt=target_trt, force=True)
+        if precision != "fp32":
+            import onnx
+
+            from defectrt.export.precision import island_violations
+
+            bad = island_violations(onnx.load(final))
+            if bad:
+                raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
+                    precision, ", ".join(bad[:5])))
+        samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
+        golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
+
+        names = json.loads(meta.get("names", "{}")) or {}
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": "model.onnx",
+            "names": names,
+            "imgsz": list(imgsz),
+            "letterbox": {"center": True, "pad_value": 114, "scaleup": True, "stride": int(meta.get("stride", 32)),
+                          "color": "RGB", "scale": "1/255", "layout": "NCHW"},
+            "precision": precision,
+            "int8_flavour": flavour,
+            "opset": opset_used,
+            "grid_sample": meta.get("grid_sample", "unknown"),
+            "grid_sample_reason": export_info.get("grid_sample_reason"),
+            "nms": meta.get("nms", "none"),
+            "variant": meta.get("variant"),
+            "weights_sha256": meta.get("weights_sha256"),
+            "batch": {"dynamic": bool(dynamic_batch), "size": batch, "max": max_batch if dynamic_batch else batch},
+            "target_trt": target_trt,
+            "thresholds": {"conf": conf, "iou": iou, "max_det": max_det},
+            "golden": dict(golden, atol=GOLDEN_TOLERANCE[precision][0], rtol=GOLDEN_TOLERANCE[precision][1]),
+            "build": {"workspace": workspace, "dla_core": dla_core, "timing_cache": os.path.basename(timing_cache) if timing_cache else None,
+                      "plugins": [os.path.basename(p) for p in plugins or ()]},
+            "versions": _versions(trt),
+            "engine": None,
+            "val": None,
+        }
+        if val:
+            manifest["val"] = {"data": os.path.abspath(val), "fp32": _validate(fp32_path, val, imgsz, 0.001, 0.6)}
+            if precision != "fp32":
+                manifest["val"][precision] = _validate(final, val, imgsz, 0.001, 0.6)
+        if trt is not None and engine != "never":
+            manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
+        write_manifest(tmp, manifest)
+    if manifest["engine"] is None:
+        log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
+                    "defectrt export build %s --engine", output, output)
+    return manifest
+
+
+def _val_images(val):
+    if not val:
+        return None
+    for candidate in (os.path.join(val, "images", "val"), os.path.join(val, "images")):
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _versions(trt):
+    import onnx
+    import onnxruntime
+
+    return {"defectrt": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "tensorrt": getattr(trt, "__version__", None)}
+
+
+def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
+    from defectrt.export.engine import build_engine
+
+    b = manifest["batch"]
+    batch = (1, max(1, b["max"] // 2), b["max"]) if b["dynamic"] else (b["size"],) * 3
+    return build_engine(
+        os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
+        batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace, timing_cache=timing_cache,
+        dla_core=dla_core, plugins=plugins, force=True,
+    )
+
+
+def write_manifest(folder, manifest):
+    """Hash every file of the bundle (but the manifest) and write the manifest atomically."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != MANIFEST and not name.startswith(".tmp-"):
+                files[rel] = sha256_file(os.path.join(root, name))
+    manifest["files"] = dict(sorted(files.items()))
+    with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2, sort_keys=False)
+            f.write("\n")
+    return manifest
+
+
+def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins=(), force=False):
+    """`defectrt export build BUNDLE --engine`, run on the device: build model.engine in place."""
+    from defectrt.export.engine import import_tensorrt
+    from defectrt.runtime.bundle import read_manifest
+
+    if import_tensorrt() is None:
+        raise UserInputError("TensorRT is not installed here; run this on the device that will run the engine")
+    manifest = read_manifest(bundle)  # verifies every hash first: never build from a tampered bundle
+    if manifest.get("engine") and not force:
+        raise UserInputError("{} already has an engine ({}); pass --force to rebuild it".format(
+            bundle, manifest["engine"].get("tensorrt_version")))
+    build = manifest.get("build") or {}
+    manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "2G", timing_cache,
+                                     dla_core if dla_core is not None else build.get("dla_core"), plugins)
+    return write_manifest(bundle, manifest)
