@@ -18,7 +18,10 @@ _COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cm
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="defectrt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="defectrt",
+        description="YOLO11 defect detectors from PyTorch to TensorRT / ONNX Runtime: export, build, run, measure.",
+    )
     parser.add_argument("--version", action="version", version="defectrt " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:

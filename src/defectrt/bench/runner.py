@@ -1,0 +1,294 @@
+"""Measure a Detector the way the CLI and the benchmark scripts do (no torch, Python 3.8).
+
+Two modes:
+
+- ``model`` (default, trtexec-like): the model call on a pre-made blob is the query - h2d / compute /
+  d2h from the backend's CUDA-event hook where it has one, the host time of the synchronous CPU run on
+  ONNX Runtime CPU - and ``end_to_end`` is the host wall time of that query.  Preprocessing (a
+  synthetic image of the model's size) and postprocessing (of the model's real output) are timed in
+  their own loops with the same warm-up and duration.
+- ``end_to_end``: the query is ``Detector.__call__`` on the images; while it runs, the Detector's stage
+  methods are wrapped (instance attributes, removed afterwards) so that the same query also yields
+  preprocess / compute (or infer_host) / postprocess.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from defectrt.bench import timing
+from defectrt.errors import UserInputError
+
+
+def synthetic_images(batch, imgsz, seed=0):
+    """`batch` deterministic BGR uint8 images of size (h, w): smooth shapes on noise, not a flat field."""
+    h, w = imgsz
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(batch):
+        img = rng.integers(90, 140, size=(h, w, 3), dtype=np.uint8)
+        y0, x0 = (h // 4 + 7 * i) % max(h - 1, 1), (w // 4 + 11 * i) % max(w - 1, 1)
+        img[y0 : y0 + h // 3, x0 : x0 + w // 3] = (30, 60, 200)
+        out.append(img)
+    return out
+
+
+def _settings(settings):
+    s = dict(warmup_s=0.2, warmup_iters=None, duration_s=3.0, iters=None, min_iters=10)
+    s.update({k: v for k, v in (settings or {}).items() if k in s})
+    return s
+
+
+def _stage_table(stats, absent):
+    table = {}
+    for stage in timing.STAGES:
+        table[stage] = stats.get(stage)
+    for stage in timing.EXTRA_STAGES:
+        if stage in stats:
+            table[stage] = stats[stage]
+    absent = {k: v for k, v in absent.items() if table.get(k) is None}
+    for stage in timing.STAGES:
+        if table[stage] is None and stage not in absent:
+            absent[stage] = "not measured"
+    return table, absent
+
+
+@contextlib.contextmanager
+def _instrumented(det, record, compute_stage):
+    """Temporarily wrap det.preprocess / det.infer / det.postprocess to record their host times."""
+    names = (("preprocess", "preprocess"), ("infer", compute_stage), ("postprocess", "postprocess"))
+    patched = []
+    try:
+        for attr, stage in names:
+            orig = getattr(det, attr, None)
+            if orig is None:
+                continue
+
+            def wrapper(*a, _orig=orig, _stage=stage, **k):
+                t0 = time.perf_counter_ns()
+                try:
+                    return _orig(*a, **k)
+                finally:
+                    record[_stage] = record.get(_stage, 0.0) + (time.perf_counter_ns() - t0) / 1e6
+
+            try:
+                setattr(det, attr, wrapper)
+            except (AttributeError, TypeError):
+                continue
+            patched.append(attr)
+        yield
+    finally:
+        for attr in patched:
+            try:
+                delattr(det, attr)
+            except AttributeError:
+                pass
+
+
+def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=None):
+    """Benchmark one Detector at one batch size; -> dict with stages, absent, throughput, warnings."""
+    s = _settings(settings)
+    if imgsz is None:
+        imgsz = tuple(getattr(det, "imgsz", None) or ())
+    if len(imgsz) != 2:
+        raise UserInputError("the model does not say its input size; pass --imgsz H W")
+    imgsz = (int(imgsz[0]), int(imgsz[1]))
+    images = images if images is not None else synthetic_images(batch, imgsz)
+    backend = timing.backend_of(det)
+    on_host = timing.runs_on_host(backend)
+    compute_stage = "compute" if on_host else "infer_host"
+
+    if end_to_end:
+        record = {}
+
+        def query():
+            record.clear()
+            det(images)
+            return dict(record)
+
+        with _instrumented(det, record, compute_stage):
+            loop = timing.run_loop(query, batch=batch, **s)
+        stats = loop.stats()
+        reason = "computes on the host: no host-device copies" if on_host else (
+            "end-to-end mode times Detector.__call__ on the host; run without --end-to-end for event-timed h2d/compute/d2h")
+        absent = {"h2d": reason, "d2h": reason}
+        if not on_host:
+            absent["compute"] = reason
+        for stage in ("preprocess", "postprocess", compute_stage):
+            if stage not in stats:
+                absent[stage] = "Detector.__call__ does not go through its stage methods; not separable"
+    else:
+        blob, infos = det.preprocess(images)
+        pred = det.infer(blob)
+        query, absent = timing.model_query(det.infer, blob, backend)
+        loop = timing.run_loop(query, batch=batch, **s)
+        pre = timing.run_loop(lambda: det.preprocess(images), batch=batch, wall_stage="preprocess", **s)
+        post = timing.run_loop(lambda: det.postprocess(pred, infos), batch=batch, wall_stage="postprocess", **s)
+        stats = loop.stats()
+        stats["preprocess"] = pre.stats()["preprocess"]
+        stats["postprocess"] = post.stats()["postprocess"]
+    table, absent = _stage_table(stats, absent)
+    return {
+        "mode": "end_to_end" if end_to_end else "model",
+        "batch": batch,
+        "imgsz": list(imgsz),
+        "stages": table,
+        "absent": absent,
+        "throughput": loop.throughput(),
+        "warmup": {"queries": loop.warmup_queries, "seconds": loop.warmup_s},
+        "warnings": timing.warnings_for(stats),
+    }
+
+
+# --- one model, several batch sizes (the CLI's work) ---------------------------------------------------
+
+def _onnx_meta(path):
+    try:
+        import onnx
+
+        m = onnx.load(path, load_external_data=False)
+    except Exception:
+        return {}
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def model_identity(ref):
+    """{name, source, onnx (path for FLOPs or None), precision, variant} from a model reference (never raises)."""
+    import json
+    import os
+
+    if not isinstance(ref, (str, bytes, os.PathLike)):
+        name = str(getattr(ref, "name", type(ref).__name__))
+        return {"name": name, "source": name, "onnx": None, "precision": "unknown", "variant": "unknown"}
+    path = os.fspath(ref)
+    base = os.path.basename(os.path.normpath(path))
+    ident = {"name": os.path.splitext(base)[0] or base, "source": base, "onnx": None, "precision": "unknown",
+             "variant": "unknown"}
+    onnx_path = None
+    if os.path.isdir(path):
+        try:
+            with open(os.path.join(path, "manifest.json")) as f:
+                manifest = json.load(f)
+            for key in ("precision", "variant"):
+                if isinstance(manifest.get(key), str):
+                    ident[key] = manifest[key]
+        except (OSError, ValueError):
+            pass
+        cand = os.path.join(path, "model.onnx")
+        onnx_path = cand if os.path.isfile(cand) else None
+    elif path.lower().endswith(".onnx"):
+        onnx_path = path
+    else:  # an engine: FLOPs from the ONNX beside it, when there is one
+        cand = os.path.splitext(path)[0] + ".onnx"
+        onnx_path = cand if os.path.isfile(cand) else None
+    if onnx_path:
+        ident["onnx"] = onnx_path
+        meta = _onnx_meta(onnx_path)
+        for key in ("precision", "variant"):
+            if ident[key] == "unknown" and meta.get(key):
+                ident[key] = meta[key]
+    return ident
+
+
+def _accepts(fn, name):
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, end_to_end=False, settings=None,
+                cuda_graph=False, peak_gflops=None, detector_cls=None, log=None):
+    """Load `model` with the runtime Detector (cold start timed), measure every batch size; -> [result entry].
+
+    A batch size the model cannot run (e.g. a fixed batch of 1) gives a result with status "failed" and
+    the error, so that one impossible cell does not lose the others.
+    """
+    from defectrt.bench import flops as flops_mod
+    from defectrt.bench.report import result_entry
+
+    if detector_cls is None:
+        try:
+            from defectrt.runtime.detector import Detector as detector_cls
+        except ImportError as exc:
+            raise UserInputError("the runtime (defectrt.runtime.detector) is not available: {}".format(exc))
+    ident = model_identity(model)
+    kwargs = {"backend": backend}
+    if threads is not None:
+        kwargs["threads"] = threads
+    if imgsz is not None and _accepts(detector_cls, "imgsz"):
+        kwargs["imgsz"] = tuple(imgsz)
+    graph_in_ctor = cuda_graph and _accepts(detector_cls, "cuda_graph")
+    if graph_in_ctor:
+        kwargs["cuda_graph"] = True
+    cold_batch = [batches[0]]
+
+    def prepare(det):  # untimed: the first inference runs on a ready blob
+        size = tuple(imgsz) if imgsz is not None else tuple(det.imgsz)
+        cold_batch[0] = getattr(det, "batch", None) or batches[0]
+        return det.preprocess(synthetic_images(cold_batch[0], size))[0]
+
+    det, _, cold = timing.cold_start(lambda: detector_cls(model, **kwargs), lambda d, blob: d.infer(blob), prepare)
+    det_size = tuple(int(v) for v in (getattr(det, "imgsz", None) or ()))
+    if imgsz is not None and det_size and tuple(imgsz) != det_size:
+        raise UserInputError("{}: the model's input is {}x{}; --imgsz {} {} differs (export it at that size)".format(
+            ident["source"], det_size[0], det_size[1], imgsz[0], imgsz[1]))
+    size = tuple(imgsz) if imgsz is not None else det_size
+    be = timing.backend_of(det)
+    if cuda_graph and not graph_in_ctor:
+        timing.enable_cuda_graph(be)
+    if cuda_graph and timing.runs_on_host(be):
+        raise UserInputError("--cuda-graph needs the TensorRT backend; {} runs on {}".format(
+            ident["source"], getattr(be, "name", "the CPU")))
+    fixed_batch = getattr(det, "batch", None)
+    on_host = timing.runs_on_host(be)
+    gflops = None
+    notes = []
+    if ident["onnx"]:
+        try:
+            counted = flops_mod.count_flops(ident["onnx"], batch=1, imgsz=size)
+            gflops = counted["gflops"]
+            if counted["uncounted"]:
+                notes.append("FLOPs: {} nodes with unknown shapes not counted".format(len(counted["uncounted"])))
+        except Exception as exc:  # FLOPs are an annotation; never lose the timing for them
+            notes.append("FLOPs not counted: {}".format(exc))
+    if not on_host:
+        notes.append("efficiency is against the host CPU's matmul peak only for host backends; GPU peak unknown")
+    fields = dict(source=ident["source"], variant=ident["variant"], precision=ident["precision"],
+                  backend=str(getattr(be, "name", backend)), providers=timing.providers_of(be))
+    results = []
+    mode = "end_to_end" if end_to_end else "model"
+    for b in batches:
+        if fixed_batch is not None and b != fixed_batch:
+            results.append(result_entry(
+                ident["name"], status="not available", batch=b, imgsz=list(size), mode=mode,
+                error="the model has a fixed batch of {}; export it with a dynamic batch to measure batch {}".format(
+                    fixed_batch, b), **fields))
+            continue
+        try:
+            m = measure(det, batch=b, imgsz=size, end_to_end=end_to_end, settings=settings)
+        except Exception as exc:  # UserInputError included: one impossible cell must not lose the others
+            if log:
+                log("{} batch {}: failed: {}".format(ident["source"], b, exc))
+            results.append(result_entry(ident["name"], status="failed", error="{}: {}".format(type(exc).__name__, exc),
+                                        batch=b, imgsz=list(size), mode=mode, **fields))
+            continue
+        images_per_s = m["throughput"]["images_per_s"]
+        peak = peak_gflops if on_host else None
+        achieved, eff = flops_mod.efficiency(gflops, images_per_s, peak)
+        entry = result_entry(ident["name"], m, **fields)
+        entry["cold_start"] = dict(cold, batch=cold_batch[0]) if b == cold_batch[0] else {
+            "load_ms": cold["load_ms"], "first_inference_ms": None, "batch": cold_batch[0]}
+        entry["memory"] = dict(timing.host_memory(), gpu_bytes=timing.gpu_memory(be))
+        entry["flops"] = {"gflops_per_image": gflops, "achieved_gflops": achieved, "efficiency": eff}
+        entry["notes"] = list(notes)
+        results.append(entry)
+        if log:
+            e2e = m["stages"]["end_to_end"]
+            log("{} batch {}: median {:.3f} ms, {:.1f} images/s".format(ident["source"], b, e2e["median"], images_per_s))
+    return results

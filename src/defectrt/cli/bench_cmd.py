@@ -1,0 +1,166 @@
+"""`defectrt bench`: trtexec-grade latency / throughput reports, and `defectrt bench merge` across machines.
+
+    defectrt bench MODEL... [--backend auto|onnxruntime|tensorrt] [--batch 1,2,4] [--imgsz H W]
+                   [--warmup-s S | --warmup-iters N] [--duration-s S | --iters N] [--threads N]
+                   [--end-to-end] [--cuda-graph] [--label NAME] [--no-peak] [--json out.json] [--md out.md] [--force]
+    defectrt bench merge A.json B.json ... [--md out.md] [--json out.json] [--force]
+
+Without --end-to-end the query is the model call on a pre-made blob (h2d / compute / d2h per stage where the
+backend can time them), with preprocess and postprocess timed separately on a synthetic image of the
+model's size; with --end-to-end the query is Detector.__call__ on the images.  Without --json / --md the
+Markdown report goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from defectrt.errors import UserInputError
+
+
+def register(sub):
+    p = sub.add_parser(
+        "bench",
+        help="measure latency / throughput (trtexec-style), or `bench merge` reports from several machines",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help="runtime backend")
+    p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
+    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size H W (or N): default the model's own")
+    p.add_argument("--warmup-s", type=float, default=0.2, help="warm-up seconds (default 0.2, as trtexec)")
+    p.add_argument("--warmup-iters", type=int, help="warm up for exactly N queries instead of --warmup-s")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--duration-s", type=float, default=3.0,
+                   help="measure for at least S seconds and 10 queries (default 3, as trtexec)")
+    g.add_argument("--iters", type=int, help="measure exactly N queries instead of a duration")
+    p.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime (default: its own choice)")
+    p.add_argument("--end-to-end", action="store_true", help="time Detector.__call__ (pre + infer + post) on images")
+    p.add_argument("--cuda-graph", action="store_true", help="capture and replay a CUDA graph (TensorRT backend)")
+    p.add_argument("--label", help="machine label for merged tables (default: GPU or CPU model + host id)")
+    p.add_argument("--no-peak", action="store_true", help="skip the numpy matmul peak (no efficiency column)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    p.add_argument("--md", metavar="PATH", help="write the Markdown report here")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def parse_batches(text):
+    try:
+        values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UserInputError("--batch {!r}: expected comma-separated integers such as 1,2,4".format(text))
+    if not values or any(v < 1 for v in values):
+        raise UserInputError("--batch {!r}: batch sizes must be integers >= 1".format(text))
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def parse_imgsz(values):
+    if values is None:
+        return None
+    if len(values) not in (1, 2) or any(v < 32 or v % 32 for v in values):
+        raise UserInputError("--imgsz takes N or H W, multiples of 32 (got {})".format(" ".join(map(str, values))))
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def _outputs(args):
+    from defectrt.fileio import check_output
+
+    for path in (args.json, args.md):
+        if path:
+            check_output(path, args.force)  # fail before minutes of measuring, not after
+
+
+def _emit(args, json_obj, markdown, summary=None):
+    from defectrt.bench import report as rep
+
+    if args.json:
+        rep.write_text(rep.dumps(json_obj) + "\n", args.json, args.force)
+    if args.md:
+        rep.write_text(markdown, args.md, args.force)
+    if not args.json and not args.md:
+        sys.stdout.write(markdown)
+    else:
+        if summary:
+            sys.stdout.write(summary)
+        for path in (args.json, args.md):
+            if path:
+                print("wrote {}".format(path))
+
+
+def run_merge(args, files):
+    from defectrt.bench import report as rep
+
+    if not files:
+        raise UserInputError("bench merge needs report files: defectrt bench merge A.json B.json ...")
+    _outputs(args)
+    table = rep.merge([rep.load(f) for f in files])
+    md = rep.merge_markdown(table)
+    _emit(args, table, md, summary=md)
+    return 0
+
+
+def run(args):
+    if args.models[0] == "merge":
+        return run_merge(args, args.models[1:])
+    import os
+
+    from defectrt.bench import environment, report as rep, runner, timing
+    from defectrt.bench.flops import peak_gflops
+
+    batches = parse_batches(args.batch)
+    imgsz = parse_imgsz(args.imgsz)
+    if args.threads is not None and args.threads < 1:
+        raise UserInputError("--threads must be >= 1")
+    settings = dict(warmup_s=args.warmup_s, warmup_iters=args.warmup_iters,
+                    duration_s=None if args.iters else args.duration_s, iters=args.iters, min_iters=10)
+    timing.check_settings(**settings)
+    for m in args.models:
+        if not m.startswith("demo:") and not os.path.exists(m):
+            raise UserInputError("{}: no such model file or bundle folder".format(m))
+    _outputs(args)
+
+    def log(msg):
+        print(msg, file=sys.stderr)
+
+    env = environment.collect()
+    peak = None if args.no_peak else peak_gflops()
+    settings.update(threads=args.threads, mode="end_to_end" if args.end_to_end else "model", cuda_graph=args.cuda_graph,
+                    backend=args.backend, batches=batches)
+    report = rep.new_report(_command_from_args(args), env, settings, label=args.label, peak=peak)
+    for m in args.models:
+        report["results"] += runner.bench_model(
+            m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
+            settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
+        )
+    md = rep.to_markdown(report)
+    summary = "\n".join(["| " + " | ".join(rep.SUMMARY_HEADER) + " |"] +
+                        ["| " + " | ".join(str(c) for c in r) + " |" for r in rep.summary_rows(report)]) + "\n"
+    _emit(args, report, md, summary=summary)
+    return 0 if any(r.get("status") == "ok" for r in report["results"]) else 1
+
+
+def _command_from_args(args):
+    """The command line, rebuilt from the parsed options (the same whether run as a program or via main(argv))."""
+    cmd = ["defectrt", "bench"] + list(args.models)
+    warmup_s = None if args.warmup_iters is not None else args.warmup_s
+    for flag, value in (("--backend", args.backend), ("--batch", args.batch), ("--warmup-s", warmup_s),
+                        ("--warmup-iters", args.warmup_iters), ("--duration-s", None if args.iters else args.duration_s),
+                        ("--iters", args.iters), ("--threads", args.threads), ("--label", args.label),
+                        ("--json", args.json), ("--md", args.md)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.imgsz:
+        cmd += ["--imgsz"] + [str(v) for v in args.imgsz]
+    for flag, on in (("--end-to-end", args.end_to_end), ("--cuda-graph", args.cuda_graph), ("--no-peak", args.no_peak),
+                     ("--force", args.force)):
+        if on:
+            cmd.append(flag)
+    return cmd

@@ -1,0 +1,244 @@
+"""`Detector`: one API over ONNX Runtime, TensorRT engines, bundles and in-process backends.
+
+    from defectrt import Detector
+    det = Detector("screw.bundle")          # the engine if it fits this device, else ONNX Runtime
+    dets = det(cv2.imread("part.jpg"))      # Detections in original pixels
+    for d in det.stream(frames): ...        # pre-processing, inference and NMS overlapped in threads
+
+Every model kind goes through the same letterbox and NMS (defectrt.runtime.preprocess / postprocess),
+so a PyTorch model wrapped as a backend object and its exported engine differ only in the network.
+A Detector is not meant to be called from several threads at once (it reuses its input buffer);
+use one per thread, or `stream`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from defectrt.errors import UserInputError
+from defectrt.runtime import bundle as bundle_mod
+from defectrt.runtime import modelinfo
+from defectrt.runtime.pipeline import pipelined
+from defectrt.runtime.postprocess import postprocess as _postprocess
+from defectrt.runtime.preprocess import preprocess as _preprocess
+
+log = logging.getLogger("defectrt")
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+DEFAULTS = {"conf": 0.25, "iou": 0.45, "max_det": 300}
+DEFAULT_MAX_BATCH = 16  # chunk size for models with a dynamic batch: bounds memory for long lists
+
+
+def resolve_model_path(model):
+    """`demo:NAME` -> the bundle shipped in defectrt/demo; anything else is taken as a path."""
+    text = os.fspath(model)
+    if text.startswith("demo:"):
+        name = text[len("demo:"):]
+        demo_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
+        for candidate in (os.path.join(demo_dir, name + ".bundle"), os.path.join(demo_dir, name)):
+            if bundle_mod.is_bundle(candidate):
+                return candidate
+        raise UserInputError("{}: no demo bundle of that name is shipped in this build (looked in {}); pass a bundle "
+                             "folder, an .onnx or an .engine path".format(text, demo_dir))
+    return text
+
+
+def _sibling_names(engine_path):
+    """Class names for a bare engine from the manifest beside it (engines carry no metadata), else {}."""
+    folder = os.path.dirname(os.path.abspath(engine_path))
+    if not bundle_mod.is_bundle(folder):
+        return {}
+    try:
+        return modelinfo.parse_names(bundle_mod.read_manifest(folder, verify=False).get("names"))
+    except UserInputError:
+        return {}
+
+
+def _is_backend_object(model):
+    return not isinstance(model, (str, bytes, os.PathLike)) and callable(getattr(model, "infer", None))
+
+
+class Detector(object):
+    """Run a detector on BGR uint8 images (as cv2 reads them).
+
+    model: an ONNX file, a TensorRT engine (.engine / .plan), a bundle folder, `demo:NAME`, or a backend
+    object with `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names` {id: name} and `.name`.
+    backend: "auto" (bundle: engine when it fits this device, else ONNX Runtime), "onnxruntime", "tensorrt".
+    conf / iou / max_det: None takes the bundle's stored thresholds, else 0.25 / 0.45 / 300.
+    classes: keep only these class ids. threads: ONNX Runtime intra-op threads (None: its default).
+    imgsz: (h, w) for models with a dynamic input size. plugins: TensorRT plugin libraries.
+    device: ONNX Runtime device ("cpu" default, "cuda"). cuda_graph: replay TensorRT runs as CUDA graphs.
+    """
+
+    def __init__(self, model, backend="auto", conf=None, iou=None, max_det=None, classes=None, threads=None,
+                 imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None):
+        if backend not in BACKENDS:
+            raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
+        self.manifest = None
+        stored = {}
+        if _is_backend_object(model):
+            self.backend = model
+            self.backend_reason = "backend object {} given".format(getattr(model, "name", type(model).__name__))
+        else:
+            self.backend, self.backend_reason = self._open(resolve_model_path(model), backend, threads, imgsz,
+                                                           plugins, device, cuda_graph)
+            if self.manifest is not None:
+                stored = bundle_mod.thresholds(self.manifest)
+        self.backend_name = getattr(self.backend, "name", type(self.backend).__name__)
+        log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
+        self.imgsz = modelinfo.parse_imgsz(imgsz) if _is_backend_object(model) and imgsz is not None else None
+        self.imgsz = self.imgsz or modelinfo.parse_imgsz(getattr(self.backend, "imgsz", None))
+        if self.imgsz is None:
+            raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
+        self.names = dict(getattr(self.backend, "names", None) or {})
+        if self.manifest is not None and self.manifest.get("names"):
+            self.names.update(modelinfo.parse_names(self.manifest["names"]))
+        self.conf = float(conf if conf is not None else stored.get("conf", DEFAULTS["conf"]))
+        self.iou = float(iou if iou is not None else stored.get("iou", DEFAULTS["iou"]))
+        self.max_det = int(max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"]))
+        self.classes = None if classes is None else [int(c) for c in classes]
+        self._check_thresholds()
+        self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
+        self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
+        self._blob = None
+
+    def _check_thresholds(self):
+        if not 0.0 <= self.conf <= 1.0:
+            raise UserInputError("conf={}: must be between 0 and 1".format(self.conf))
+        if not 0.0 <= self.iou <= 1.0:
+            raise UserInputError("iou={}: must be between 0 and 1".format(self.iou))
+        if self.max_det < 1:
+            raise UserInputError("max_det={}: must be at least 1".format(self.max_det))
+
+    def _open(self, path, backend, threads, imgsz, plugins, device, cuda_graph):
+        if os.path.isdir(path):
+            return self._open_bundle(path, backend, threads, imgsz, plugins, device, cuda_graph)
+        if not os.path.exists(path):
+            raise UserInputError("{}: no such model file or bundle folder".format(path))
+        lower = path.lower()
+        if lower.endswith(ENGINE_SUFFIXES):
+            if backend == "onnxruntime":
+                raise UserInputError("{} is a TensorRT engine; ONNX Runtime needs the .onnx file".format(path))
+            from defectrt.runtime.tensorrt_backend import TensorRTBackend
+
+            names = _sibling_names(path)
+            runner = TensorRTBackend(path, plugins=plugins, imgsz=imgsz, names=names, cuda_graph=cuda_graph)
+            return runner, "TensorRT engine given"
+        if lower.endswith(".onnx"):
+            if backend == "tensorrt":
+                raise UserInputError("{} is an ONNX model; build an engine first (defectrt export build) or use "
+                                     "backend='onnxruntime'".format(path))
+            return self._onnxruntime(path, threads, imgsz, device), "ONNX model given"
+        raise UserInputError("{}: unknown model type; expected .onnx, .engine / .plan or a bundle folder".format(path))
+
+    @staticmethod
+    def _onnxruntime(path, threads, imgsz, device):
+        from defectrt.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, threads=threads, device=device, imgsz=imgsz)
+
+    def _open_bundle(self, folder, backend, threads, imgsz, plugins, device, cuda_graph):
+        from defectrt.runtime import tensorrt_backend as trt_mod
+
+        manifest = bundle_mod.read_manifest(folder)
+        self.manifest = manifest
+        trt_version = trt_mod.tensorrt_version() if backend != "onnxruntime" and manifest.get("engine") else None
+        gpu = None
+        if trt_version is not None:
+            from defectrt.export.engine import gpu_identity
+
+            gpu = gpu_identity()
+        kind, path, reason = bundle_mod.choose_backend(folder, manifest, backend, trt_version, gpu)
+        imgsz = imgsz or manifest.get("imgsz")
+        if kind == "tensorrt":
+            try:
+                runner = trt_mod.TensorRTBackend(path, plugins=plugins, imgsz=imgsz, expected=manifest.get("engine"),
+                                                 names=modelinfo.parse_names(manifest.get("names")), cuda_graph=cuda_graph)
+                return runner, reason
+            except UserInputError as exc:
+                if backend == "tensorrt":
+                    raise
+                log.warning("defectrt: the engine of %s did not load (%s); falling back to ONNX Runtime", folder, exc)
+                path = os.path.join(folder, manifest.get("model", "model.onnx"))
+                reason = "ONNX Runtime because the engine did not load: {}".format(exc)
+        return self._onnxruntime(path, threads, imgsz, device), reason
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def preprocess(self, images, out=None):
+        """Image(s) -> (blob (B, 3, h, w) float32, [LetterboxInfo])."""
+        return _preprocess(images, self.imgsz, out=out)
+
+    def infer(self, blob):
+        """Run the model on a blob; pads it to the model's fixed (or smallest allowed) batch size.
+
+        Only the first n results are read back by postprocess, so the padding never shows.
+        """
+        n = blob.shape[0]
+        target = self.batch or max(n, int(getattr(self.backend, "min_batch", None) or 1))
+        if n != target:
+            if n > target:
+                raise UserInputError("the model takes a fixed batch of {}, got {} images in one blob".format(target, n))
+            padded = np.zeros((target,) + blob.shape[1:], dtype=blob.dtype)
+            padded[:n] = blob
+            blob = padded
+        return self.backend.infer(blob)
+
+    def postprocess(self, pred, infos):
+        return _postprocess(pred, infos, conf=self.conf, iou=self.iou, max_det=self.max_det, classes=self.classes,
+                            names=self.names)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def __call__(self, images):
+        """One image -> Detections; a list of images -> [Detections] (batched where the model allows)."""
+        if isinstance(images, np.ndarray) or images is None:
+            return self._run([images])[0]
+        images = list(images)
+        results = []
+        for start in range(0, len(images), self.max_batch):
+            results.extend(self._run(images[start:start + self.max_batch]))
+        return results
+
+    predict = __call__
+
+    def _run(self, images):
+        shape = (len(images), 3) + tuple(self.imgsz)
+        out = self._blob if self._blob is not None and self._blob.shape == shape else None
+        blob, infos = self.preprocess(images, out=out)
+        self._blob = blob  # reused next call: saves an allocation and page faults per frame
+        return self.postprocess(self.infer(blob), infos)
+
+    def stream(self, frames, maxsize=4):
+        """Iterate Detections for an iterable of frames, in order, with the three stages in parallel threads."""
+
+        def pre(frame):
+            return self.preprocess([frame])
+
+        def run(item):
+            blob, infos = item
+            return self.infer(blob), infos
+
+        def post(item):
+            pred, infos = item
+            return self.postprocess(pred, infos)[0]
+
+        return pipelined(frames, [pre, run, post], maxsize=maxsize)
+
+    def close(self):
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "Detector({}, imgsz={}, classes={}, conf={}, iou={})".format(
+            self.backend_name, self.imgsz, len(self.names), self.conf, self.iou)

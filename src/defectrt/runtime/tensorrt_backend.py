@@ -1,0 +1,284 @@
+"""TensorRT backend: run a serialized engine (the only runtime module that imports tensorrt).
+
+UNVERIFIED ON HARDWARE: no machine this project is developed on has TensorRT or a GPU. The code
+follows NVIDIA's documented Python API of each version; the tests run its logic against fakes and the
+real-engine tests are marked `tensorrt` (skipped where TensorRT is absent).
+
+Per TensorRT version:
+- 8.5+ (JetPack 5.1+, desktops, 10.x, 11.x): the tensor-name API: num_io_tensors, get_tensor_name,
+  get_tensor_mode, set_input_shape, set_tensor_address, execute_async_v3.
+- 8.0-8.4 (JetPack 4.6 / 5.0): bindings: num_bindings, binding_is_input, set_binding_shape,
+  execute_async_v2 with a list of device pointers.
+Memory: device and pinned host buffers from defectrt.runtime.cuda_buffers (polygraphy.cuda), one
+non-default stream, buffers reused across calls. Optional CUDA graph replay (cuda_graph=True, needs
+cuda-python; 8.5+ only): captured after a warm run, re-captured when a shape or address changes.
+Plugins (`plugins=[paths]`) are loaded with ctypes.CDLL, after trt.init_libnvinfer_plugins, before
+the engine is deserialised.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import numpy as np
+
+from defectrt.errors import UserInputError
+from defectrt.runtime import modelinfo
+
+log = logging.getLogger("defectrt")
+
+REBUILD_HINT = "rebuild it on this device with `defectrt export build BUNDLE --engine --force`"
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None
+    return trt
+
+
+_LOGGERS = {}
+
+
+def _logger(trt):
+    """One logger per process: TensorRT keeps the first one it sees and warns when given another."""
+    if id(trt) not in _LOGGERS:
+        _LOGGERS[id(trt)] = trt.Logger(trt.Logger.WARNING)
+    return _LOGGERS[id(trt)]
+
+
+def tensorrt_version():
+    trt = import_tensorrt()
+    return getattr(trt, "__version__", None) if trt is not None else None
+
+
+def parse_version(text):
+    nums = [int(x) for x in re.findall(r"\d+", str(text))[:3]]
+    return tuple(nums + [0] * (3 - len(nums)))
+
+
+def select_api(version):
+    """"tensor" (names + execute_async_v3, 8.5+) or "bindings" (execute_async_v2, 8.0-8.4)."""
+    v = parse_version(version)
+    if v < (8, 0):
+        raise UserInputError("TensorRT {} is too old: defectrt runs engines from TensorRT 8.0 (JetPack 4.6) on".format(version))
+    return "tensor" if v >= (8, 5) else "bindings"
+
+
+class IOTensor(object):
+    __slots__ = ("name", "index", "is_input", "shape", "dtype")
+
+    def __init__(self, name, index, is_input, shape, dtype):
+        self.name, self.index, self.is_input = name, index, bool(is_input)
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+
+    def __repr__(self):
+        return "IOTensor({!r}, {}, {}, {})".format(self.name, "in" if self.is_input else "out", self.shape, self.dtype)
+
+
+def describe_io(trt, engine, api):
+    """-> [IOTensor] in engine order, through whichever API this TensorRT has."""
+    out = []
+    if api == "tensor":
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            out.append(IOTensor(name, i, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                                engine.get_tensor_shape(name), trt.nptype(engine.get_tensor_dtype(name))))
+    else:
+        for i in range(engine.num_bindings):
+            out.append(IOTensor(engine.get_binding_name(i), i, engine.binding_is_input(i),
+                                engine.get_binding_shape(i), trt.nptype(engine.get_binding_dtype(i))))
+    return out
+
+
+def profile_shapes(engine, tensor, api):
+    """(min, opt, max) of optimisation profile 0 for an input, or None when the engine has none."""
+    try:
+        if api == "tensor" and hasattr(engine, "get_tensor_profile_shape"):
+            shapes = engine.get_tensor_profile_shape(tensor.name, 0)
+        else:
+            shapes = engine.get_profile_shape(0, tensor.index)
+        return tuple(tuple(int(d) for d in s) for s in shapes)
+    except Exception:  # engines without dynamic inputs may report no profile
+        return None
+
+
+def check_input_shape(tensor, shape, profile):
+    """Raise a clear error when `shape` cannot run on this engine (fixed dims or profile range)."""
+    if len(shape) != len(tensor.shape):
+        raise UserInputError("engine input {} is {}-D, got a {}-D batch".format(tensor.name, len(tensor.shape), len(shape)))
+    for axis, (want, got) in enumerate(zip(tensor.shape, shape)):
+        if want >= 0 and want != got:
+            raise UserInputError("engine input {} has fixed shape {}, got {} (axis {})".format(
+                tensor.name, tensor.shape, tuple(shape), axis))
+    if profile is not None:
+        lo, _, hi = profile
+        if any(g < a or g > b for g, a, b in zip(shape, lo, hi)):
+            raise UserInputError("input shape {} is outside the engine's profile (min {}, max {}); rebuild the engine "
+                                 "with a larger --max-batch or feed smaller batches".format(tuple(shape), lo, hi))
+
+
+def read_engine_file(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserInputError("{}: no such TensorRT engine file".format(path))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def check_recorded_version(path, expected, trt_version):
+    """Compare a manifest's engine record with this TensorRT before trying to deserialise."""
+    if expected and expected.get("tensorrt_version"):
+        built = expected["tensorrt_version"]
+        if parse_version(built) != parse_version(trt_version):
+            raise UserInputError("{} was built with TensorRT {} but this device has TensorRT {}; engines only run on "
+                                 "the version they were built with: {}".format(path, built, trt_version, REBUILD_HINT))
+
+
+def deserialize_error(path, trt_version, expected):
+    built = ""
+    if expected:
+        built = " (it was built with TensorRT {} for {} {})".format(
+            expected.get("tensorrt_version", "?"), expected.get("gpu_name", "?"),
+            "compute capability " + str(expected.get("compute_capability")) if expected.get("compute_capability") else "")
+    return ("{}: TensorRT {} could not deserialize this engine{}. Engines run only on the TensorRT version and GPU "
+            "they were built for, and need the plugins they use (plugins=[...]); {}".format(
+                path, trt_version, built, REBUILD_HINT))
+
+
+class TensorRTBackend(object):
+    name = "tensorrt"
+
+    def __init__(self, path, plugins=(), imgsz=None, names=None, expected=None, cuda_graph=False, cuda=None, trt=None):
+        self.path = os.fspath(path)
+        trt = trt or import_tensorrt()
+        if trt is None:
+            raise UserInputError("{}: TensorRT is not installed here; run the bundle's ONNX model with "
+                                 "backend='onnxruntime' or install TensorRT (JetPack provides it)".format(self.path))
+        self.trt = trt
+        self.version = trt.__version__
+        self.api = select_api(self.version)
+        check_recorded_version(self.path, expected, self.version)
+        data = read_engine_file(self.path)
+        self._logger = _logger(trt)
+        from defectrt.export.engine import load_plugin_libraries
+
+        self._plugin_handles = load_plugin_libraries(trt, self._logger, plugins)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise UserInputError(deserialize_error(self.path, self.version, expected))
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise UserInputError("{}: could not create an execution context (out of GPU memory?)".format(self.path))
+        self.io = describe_io(trt, self.engine, self.api)
+        inputs = [t for t in self.io if t.is_input]
+        if len(inputs) != 1:
+            raise UserInputError("{} has {} inputs; a defectrt detector has one (images)".format(self.path, len(inputs)))
+        self.input = inputs[0]
+        self.outputs = [t for t in self.io if not t.is_input]
+        self.output_names = [t.name for t in self.outputs]
+        self.profile = profile_shapes(self.engine, self.input, self.api)
+        self.batch = self.input.shape[0] if self.input.shape[0] > 0 else None
+        self.max_batch = self.batch or (self.profile[2][0] if self.profile else None)
+        self.min_batch = self.batch or (self.profile[0][0] if self.profile else 1)
+        self.imgsz = modelinfo.resolve_imgsz(self.path, self.input.shape, None, imgsz)
+        raw = self.outputs[0].shape if len(self.outputs) == 1 and len(self.outputs[0].shape) == 3 else None
+        self.names = modelinfo.default_names(names, raw[1] - 4 if raw and raw[1] > 4 else 0)
+        self.metadata = {"tensorrt_version": self.version}
+        from defectrt.runtime.cuda_buffers import BufferSet, CudaGraph, default_cuda, import_cudart
+
+        self.cuda = cuda or default_cuda()
+        self.buffers = BufferSet(self.cuda)
+        self._shape = None
+        self._bindings = None
+        self._graph = None
+        if cuda_graph:
+            cudart = import_cudart()
+            if self.api != "tensor":
+                log.warning("CUDA graphs need TensorRT 8.5+ (execute_async_v3); running without them")
+            elif cudart is None:
+                log.warning("CUDA graphs need cuda-python (pip install cuda-python); running without them")
+            else:
+                self._graph = CudaGraph(cudart)
+
+    # -- shapes and addresses -------------------------------------------------------------------
+
+    def _set_shape(self, shape):
+        """Set the input shape, size every buffer; -> True when any device address changed."""
+        check_input_shape(self.input, shape, self.profile)
+        ctx = self.context
+        if self.api == "tensor":
+            if not ctx.set_input_shape(self.input.name, tuple(shape)):
+                raise UserInputError("{}: TensorRT rejected input shape {}".format(self.path, tuple(shape)))
+            out_shapes = [tuple(ctx.get_tensor_shape(t.name)) for t in self.outputs]
+        else:
+            if not ctx.set_binding_shape(self.input.index, tuple(shape)):
+                raise UserInputError("{}: TensorRT rejected input shape {}".format(self.path, tuple(shape)))
+            out_shapes = [tuple(ctx.get_binding_shape(t.index)) for t in self.outputs]
+        for t, s in zip(self.outputs, out_shapes):
+            if any(int(d) < 0 for d in s):
+                raise UserInputError("{}: output {} has a data-dependent shape {}; export with --nms none or trt "
+                                     "(ONNX NonMaxSuppression outputs are not supported by this runner)".format(
+                                         self.path, t.name, tuple(s)))
+        changed = self.buffers.ensure(self.input.name, shape, self.input.dtype)
+        for t, s in zip(self.outputs, out_shapes):
+            changed = self.buffers.ensure(t.name, s, t.dtype) or changed
+        self._shape = tuple(shape)
+        return changed
+
+    def _bind(self):
+        """Give TensorRT the buffer addresses; -> the bindings list execute_async_v2 takes."""
+        if self.api == "tensor":
+            for t in self.io:
+                if not self.context.set_tensor_address(t.name, self.buffers.ptr(t.name)):
+                    raise RuntimeError("set_tensor_address failed for " + t.name)
+        return [self.buffers.ptr(t.name) for t in sorted(self.io, key=lambda t: t.index)]
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def infer(self, blob):
+        """(B, 3, H, W) float32 -> the single output array, or {name: array} for several outputs."""
+        blob = np.ascontiguousarray(blob)
+        shape = tuple(blob.shape)
+        if shape != self._shape:
+            if self._set_shape(shape) or self._bindings is None:
+                self._bindings = self._bind()
+        self.buffers.upload(self.input.name, blob)
+        self._execute(shape)
+        hosts = [self.buffers.download(t.name) for t in self.outputs]
+        self.cuda.synchronize()
+        results = [h.copy() for h in hosts]  # the pinned buffers are reused by the next call
+        if len(results) == 1:
+            return results[0]
+        return dict(zip(self.output_names, results))
+
+    def _execute(self, shape):
+        stream = self.cuda.stream_ptr
+        if self.api == "bindings":
+            if not self.context.execute_async_v2(bindings=self._bindings, stream_handle=stream):
+                raise RuntimeError("{}: execute_async_v2 failed (see the TensorRT log above)".format(self.path))
+            return
+        key = (shape, tuple(self.buffers.ptr(t.name) for t in self.io))
+        if self._graph is not None and self._graph.key == key:
+            self._graph.launch(stream)
+            return
+        if not self.context.execute_async_v3(stream):
+            raise RuntimeError("{}: execute_async_v3 failed (see the TensorRT log above)".format(self.path))
+        if self._graph is not None:
+            self.cuda.synchronize()  # the warm run must finish before capture
+            try:
+                self._graph.capture(self.context, stream, key)
+            except Exception as exc:  # some engines cannot be captured; run them plainly
+                log.warning("CUDA graph capture failed (%s); running without graphs", exc)
+                self._graph = None
+
+    def close(self):
+        if self._graph is not None:
+            self._graph.reset()
+        self.buffers.close()
+        self.context = None
+        self.engine = None

@@ -1,0 +1,55 @@
+"""The benchmark scripts' shared aggregation and rendering (benchmarks/_common.py), without exporting models."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import _common as C  # noqa: E402
+
+
+def _cell(key, values, batch=1, model="yolo11n", precision="fp32"):
+    it = iter(values)
+    fields = {"model": model, "precision": precision, "imgsz": [640, 640], "backend": "onnxruntime"}
+    return C.Cell(key, lambda: {"compute": next(it)}, batch, fields, {"h2d": "host", "d2h": "host"})
+
+
+def test_rounds_median_of_medians_and_efficiency():
+    settings = dict(repeats=3, warmup_s=0, warmup_iters=0, duration_s=None, iters=3, min_iters=1)
+    a = _cell("a", [10.0, 11.0, 12.0, 20.0, 21.0, 22.0, 30.0, 31.0, 32.0], batch=2)
+    C.run_rounds([a], settings)
+    assert len(a.loops) == 3
+    e = C.cell_result(a, gflops=6.5, peak=100.0)
+    assert e["stages"]["compute"]["count"] == 9 and e["stages"]["compute"]["median"] == 21.0
+    assert e["stages"]["h2d"] is None and e["absent"]["h2d"] == "host"
+    assert e["throughput"]["batch"] == 2
+    assert e["throughput"]["images_per_s"] == pytest.approx(2 * e["throughput"]["batches_per_s"])
+    assert e["flops"]["efficiency"] == pytest.approx(6.5 * e["throughput"]["images_per_s"] / 100.0)
+    assert e["spread_ms"][0] <= e["median_ms"] <= e["spread_ms"][1]
+    json.dumps(e)
+
+
+def test_variant_table_renders_unavailable_precisions(tmp_path):
+    import bench_variants as V
+
+    settings = dict(repeats=1, warmup_s=0, warmup_iters=0, duration_s=None, iters=3, min_iters=1, threads=None, quick=True)
+    cell = _cell(("yolo11n", "fp32", "640x640"), [5.0, 5.0, 5.0])
+    C.run_rounds([cell], settings)
+    report = C.new_report("variants", settings, {"gflops": 100.0, "how": "test"})
+    e = C.cell_result(cell, 6.0, 100.0)
+    e.update(ratio_vs_baseline_fp32=1.0, speedup_vs_own_fp32=1.0)
+    report["results"] = [e, C.unavailable("yolo11n", "not available", "convert_fp16 is missing", precision="fp16",
+                                          imgsz=[640, 640], batch=1)]
+    md = V.markdown(report)
+    assert "| yolo11n | fp32 | 640x640 |" in md
+    assert "not available: convert_fp16 is missing" in md and "efficiency" in md
+    png = tmp_path / "v.png"
+    V.plot(report, str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = C.write_outputs("variants", str(tmp_path / "res"), report, md, lambda p: open(p, "wb").write(b"x"))
+    assert sorted(os.listdir(out)) == ["results.json", "results.md", "variants.png"]
+    from defectrt.bench.report import load, merge
+
+    assert merge([load(os.path.join(out, "results.json"))])["rows"]  # the scripts' JSON merges like a bench report

@@ -1,0 +1,109 @@
+"""`defectrt detect`: folders with a corrupt image, videos, --json, --force."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from defectrt.cli import main
+from test_runtime_models import draw_rect, rect_finder, save
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save(rect_finder(), tmp_path_factory.mktemp("m") / "rf.onnx")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), draw_rect(333, 517, 101, 57, 300, 211))
+    cv2.imwrite(str(d / "c.jpg"), draw_rect(200, 120, 10, 20, 60, 150))
+    (d / "b.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")
+    (d / "notes.txt").write_text("ignored")
+    return d
+
+
+def test_folder_with_a_corrupt_image_reports_it_and_processes_the_rest(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["detect", str(folder), "--model", model, "--save-dir", str(out), "--json", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert "b.jpg" in captured.err and "skipping" in captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [os.path.basename(r["source"]) for r in lines] == ["a.png", "c.jpg"]
+    first = lines[0]["detections"]
+    assert [d["name"] for d in first] == ["scratch", "dent"]
+    np.testing.assert_allclose(first[0]["box"], [101, 57, 300, 211], atol=1.0)
+    assert lines[1]["image_shape"] == [200, 120]
+    saved = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert saved == lines
+    assert sorted(os.listdir(out)) == ["a.png", "c.jpg", "results.jsonl"]
+    annotated = cv2.imread(str(out / "a.png"))
+    assert annotated.shape == (333, 517, 3) and not np.array_equal(annotated, draw_rect(333, 517, 101, 57, 300, 211))
+
+
+def test_existing_outputs_need_force(model, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["detect", str(folder), "-m", model, "--save-dir", str(out)]) == 0
+    before = (out / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["detect", str(folder), "-m", model, "--save-dir", str(out), "--conf", "0.8"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == before
+    assert main(["detect", str(folder), "-m", model, "--save-dir", str(out), "--conf", "0.8", "--force"]) == 0
+    after = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [len(r["detections"]) for r in after] == [1, 1]  # dent 0.7 dropped by --conf 0.8
+
+
+def test_single_image_prints_a_summary_without_json(model, folder, capsys):
+    assert main(["detect", str(folder / "a.png"), "-m", model]) == 0
+    out = capsys.readouterr().out
+    assert "a.png" in out and "1 dent" in out and "1 scratch" in out
+
+
+def _write_video(path, n=5):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 96))
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(draw_rect(96, 160, 10 + 20 * i, 20, 40 + 20 * i, 70))
+    writer.release()
+
+
+def test_video_gives_one_result_per_frame_and_an_annotated_mp4(model, tmp_path, capsys):
+    video = tmp_path / "line.mp4"
+    _write_video(video)
+    out = tmp_path / "out"
+    assert main(["detect", str(video), "-m", model, "--save-dir", str(out), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in lines] == [0, 1, 2, 3, 4]
+    xs = [r["detections"][0]["box"][0] for r in lines]
+    np.testing.assert_allclose(xs, [10, 30, 50, 70, 90], atol=2.5)  # mp4 compression blurs edges a little
+    cap = cv2.VideoCapture(str(out / "line.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
+
+
+def test_unreadable_video_and_missing_source_are_clear_errors(model, tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["detect", str(bad), "-m", model]) == 1
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "cannot open" in err
+    assert main(["detect", str(tmp_path / "nothing.png"), "-m", model]) == 1
+    assert "no such file" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detect", str(empty), "-m", model]) == 1
+    assert "no images" in capsys.readouterr().err
+
+
+def test_a_folder_of_only_corrupt_images_fails(model, tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "x.png").write_bytes(b"nope")
+    assert main(["detect", str(d), "-m", model, "--save-dir", str(tmp_path / "out")]) == 1
+    assert "no image could be read" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.jsonl").exists()  # a failed run leaves no empty results behind
