@@ -31,7 +31,8 @@ def register(export_sub):
     p.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Xavier / Orin AGX, NX)")
     p.add_argument("--val", metavar="DATA", help="dataset to measure mAP of FP32 and of the final precision")
     p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.4)")
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
     p.add_argument("--iou", type=float, default=0.45, help="default NMS IoU stored in the manifest")
     p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")

@@ -123,7 +123,7 @@ def _validate(onnx_path, data, imgsz, conf, iou):
 
 def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
-                 dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=17, grid_sample="auto",
+                 dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
                  plugins=(), engine="auto", force=False):
     """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
     from defectrt.export.engine import import_tensorrt

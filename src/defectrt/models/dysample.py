@@ -46,8 +46,9 @@ class DySampleSampler(nn.Module):
         offset = offset.view(b, 2, -1, h, w)
         # Sizes come from the traced shapes, so an export with dynamic H/W stays correct at other sizes
         # (the original code baked tensor([W, H]) in as a constant).
-        ys = torch.arange(h, dtype=x.dtype, device=x.device) + 0.5
-        xs = torch.arange(w, dtype=x.dtype, device=x.device) + 0.5
+        # Integer ramps then a cast: TensorRT 8.0 / 8.2 parse only integer Range.
+        ys = torch.arange(h, device=x.device).to(x.dtype) + 0.5
+        xs = torch.arange(w, device=x.device).to(x.dtype) + 0.5
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         base = torch.stack((gx, gy)).view(1, 2, 1, h, w)
         # (W, H) read back from the coordinate ramps: a graph value, never a traced constant.

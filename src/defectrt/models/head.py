@@ -32,8 +32,9 @@ def make_anchors(feats, strides, offset=0.5):
     dtype, device = feats[0].dtype, feats[0].device
     for feat, stride in zip(feats, strides):
         h, w = feat.shape[2:]
-        sx = torch.arange(w, device=device, dtype=dtype) + offset
-        sy = torch.arange(h, device=device, dtype=dtype) + offset
+        # Integer ramps then a cast: TensorRT 8.0 / 8.2 parse only integer Range.
+        sx = torch.arange(w, device=device).to(dtype) + offset
+        sy = torch.arange(h, device=device).to(dtype) + offset
         sy, sx = torch.meshgrid(sy, sx, indexing="ij")
         points.append(torch.stack((sx, sy), -1).view(-1, 2))
         stride_tensor.append(torch.full((h * w, 1), float(stride), dtype=dtype, device=device))
