@@ -410,7 +410,7 @@ def test_sources_marked_unverified():
 def plugin_library(tmp_path_factory):
     if not _has_tensorrt():
         pytest.skip("TensorRT not installed: unverified on hardware")
-    from defectrt.export.engine import gpu_identity
+    from defectrt.runtime.tensorrt_backend import gpu_identity
 
     cc = gpu_identity().get("compute_capability", "unknown")
     archs = [cc.replace(".", "")] if cc != "unknown" else None

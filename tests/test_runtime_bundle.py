@@ -112,10 +112,8 @@ def test_bundle_with_engine_falls_back_to_onnx_when_tensorrt_is_absent(tmp_path,
 
 
 def test_an_engine_that_fails_to_load_falls_back_with_a_warning(tmp_path, monkeypatch, caplog):
-    import defectrt.export.engine as engine_mod
-
     monkeypatch.setattr(tensorrt_backend, "tensorrt_version", lambda: "10.3.0")
-    monkeypatch.setattr(engine_mod, "gpu_identity", lambda: {"gpu_name": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda: {"gpu_name": "Orin", "compute_capability": "8.7"})
     seen = {}
 
     class Failing(object):

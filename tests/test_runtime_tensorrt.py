@@ -25,6 +25,7 @@ class FakeCuda(object):
 
     def __init__(self):
         self.mem, self.next_ptr, self.freed, self.host_freed = {}, 4096, [], 0
+        self.trace = []  # stream work and synchronisations, in order
 
     def device_alloc(self, nbytes):
         ptr = self.next_ptr
@@ -45,13 +46,15 @@ class FakeCuda(object):
         return np.empty(nbytes, np.uint8), release
 
     def h2d(self, dst, host, nbytes):
+        self.trace.append("h2d")
         self.mem[dst][:nbytes] = host.reshape(-1).view(np.uint8)[:nbytes]
 
     def d2h(self, host, src, nbytes):
+        self.trace.append("d2h")
         host.reshape(-1).view(np.uint8)[:nbytes] = self.mem[src][:nbytes]
 
     def synchronize(self):
-        pass
+        self.trace.append("sync")
 
     def read(self, ptr, shape, dtype):
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -96,6 +99,7 @@ class FakeContext(object):
     def execute_async_v3(self, stream):
         assert stream == FakeCuda.stream_ptr
         self.calls.append(("execute_async_v3",))
+        self.cuda.trace.append("execute")
         args = (self.addresses["images"], self.addresses["output0"])
         if self.capturing is not None:  # under stream capture nothing runs; the work is recorded
             self.capturing.append(lambda: self._run(*args))
@@ -113,7 +117,9 @@ class FakeContext(object):
         return self.shape if index == 0 else (self.shape[0], 6, A)
 
     def execute_async_v2(self, bindings, stream_handle):
+        assert stream_handle == FakeCuda.stream_ptr
         self.calls.append(("execute_async_v2", tuple(bindings)))
+        self.cuda.trace.append("execute")
         self._run(bindings[0], bindings[1])
         return True
 
@@ -398,6 +404,161 @@ def test_cuda_graph_instantiate_falls_back_to_the_cuda_11_signature():
     g = CudaGraph(rt)
     g.capture(ctx, 1, key="k")
     assert calls == [(0,), (b"", 0)] and g.key == "k"
+
+
+class EventCuda(FakeCuda):
+    """FakeCuda plus the timing-event API of the CUDA layers; elapsed times are fixed per event pair."""
+
+    ELAPSED = {(1, 2): 0.5, (2, 3): 3.0, (3, 4): 0.25}
+
+    def __init__(self, fail_create_at=None):
+        super(EventCuda, self).__init__()
+        self.created, self.destroyed, self.fail_create_at = [], [], fail_create_at
+
+    def event_create(self):
+        if len(self.created) == self.fail_create_at:
+            raise RuntimeError("cudaEventCreate failed")
+        self.created.append(len(self.created) + 1)
+        self.trace.append(("create", self.created[-1]))
+        return self.created[-1]
+
+    def event_record(self, event):  # the real layers record on their own stream (stream_ptr)
+        self.trace.append(("record", event, self.stream_ptr))
+
+    def event_synchronize(self, event):
+        self.trace.append(("event_sync", event))
+
+    def event_elapsed_ms(self, start, end):
+        self.trace.append(("elapsed", start, end))
+        return self.ELAPSED[(start, end)]
+
+    def event_destroy(self, event):
+        self.destroyed.append(event)
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "8.2.1"])
+def test_time_stages_records_events_around_each_stage_on_the_backends_stream(engine_file, version):
+    cuda = EventCuda()
+    be = TensorRTBackend(engine_file, trt=FakeTRT(version, cuda), cuda=cuda)
+    assert cuda.created == [1, 2, 3, 4]  # created once, at load
+    be.infer(_blob([0.9]))  # sizes buffers and binds outside the timed call
+    for values in ([0.1, 0.2], [0.3, 0.4]):
+        del cuda.trace[:]
+        out, times = be.time_stages(_blob(values))
+        np.testing.assert_allclose(out, kernel(_blob(values)))
+        s = FakeCuda.stream_ptr
+        assert s != 0  # never the legacy default stream
+        assert cuda.trace == [("record", 1, s), "h2d", ("record", 2, s), "execute", ("record", 3, s), "d2h",
+                              ("record", 4, s), ("event_sync", 4), ("elapsed", 1, 2), ("elapsed", 2, 3),
+                              ("elapsed", 3, 4)]
+        assert (times["h2d"], times["compute"], times["d2h"]) == (0.5, 3.0, 0.25)
+        assert times["method"] == "cuda-events" and times["enqueue"] >= 0
+    assert cuda.created == [1, 2, 3, 4]  # reused, never created in the timed path
+    be.close()
+    assert sorted(cuda.destroyed) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "8.2.1"])
+def test_time_stages_falls_back_to_host_timing_with_a_sync_per_stage(engine_file, version):
+    cuda = FakeCuda()  # no event API: e.g. a CUDA layer that cannot create events
+    be = TensorRTBackend(engine_file, trt=FakeTRT(version, cuda), cuda=cuda)
+    del cuda.trace[:]
+    out, times = be.time_stages(_blob([0.1]))
+    np.testing.assert_allclose(out, kernel(_blob([0.1])))
+    assert cuda.trace == ["sync", "h2d", "sync", "execute", "sync", "d2h", "sync"]
+    assert times["method"] == "host-sync"
+    assert all(times[k] >= 0 for k in ("h2d", "compute", "d2h", "enqueue"))
+    assert times["enqueue"] <= times["compute"]
+
+
+def test_failed_event_creation_falls_back_and_releases_the_events_made(engine_file, caplog):
+    cuda = EventCuda(fail_create_at=2)
+    be = TensorRTBackend(engine_file, trt=FakeTRT("10.3.0", cuda), cuda=cuda)
+    assert cuda.destroyed == [1, 2] and "host timing" in caplog.text
+    assert be.time_stages(_blob([0.1]))[1]["method"] == "host-sync"
+
+
+def test_time_stages_feeds_the_benchmark_hook(engine_file):
+    from defectrt.bench import timing
+
+    cuda = EventCuda()
+    be = TensorRTBackend(engine_file, trt=FakeTRT("10.3.0", cuda), cuda=cuda)
+    assert not timing.runs_on_host(be)
+    query, absent = timing.model_query(be.infer, _blob([0.1]), be)
+    out = query()
+    assert absent == {} and set(out) == {"h2d", "compute", "d2h", "enqueue", "latency"}
+    assert out["latency"] == pytest.approx(3.75)
+
+
+def test_device_memory_counts_engine_memory_and_io_buffers(engine_file):
+    cuda = FakeCuda()
+    trt = FakeTRT("10.3.0", cuda)
+    be = TensorRTBackend(engine_file, trt=trt, cuda=cuda)
+    be.infer(_blob([0.1, 0.2]))
+    io = (2 * 3 * H * W + 2 * 6 * A) * 4
+    trt.engine.device_memory_size = 1000  # 8.x / 10.x
+    assert be.device_memory_bytes() == 1000 + io
+    trt.engine.device_memory_size_v2 = 3000  # preferred where present (10.x; the only one in 11.x)
+    assert be.device_memory_bytes() == 3000 + io
+    del trt.engine.device_memory_size
+    assert be.device_memory_bytes() == 3000 + io
+    be.close()
+    assert be.device_memory_bytes() is None
+
+
+class RecordingCudart(object):
+    """cuda-python's cudart shape: every call returns (error, *values)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name,) + args)
+            return {"cudaStreamCreate": (0, 0x77), "cudaEventCreate": (0, "ev"),
+                    "cudaEventElapsedTime": (0, 1.25)}.get(name, (0,))
+        return call
+
+
+def test_cuda_python_layer_records_events_on_its_own_stream():
+    rt = RecordingCudart()
+    layer = cuda_buffers.CudaPythonCuda(rt)
+    assert layer.event_create() == "ev"
+    layer.event_record("ev")
+    layer.event_synchronize("ev")
+    assert layer.event_elapsed_ms("a", "b") == 1.25
+    assert rt.calls[1:] == [("cudaEventCreate",), ("cudaEventRecord", "ev", 0x77),
+                            ("cudaEventSynchronize", "ev"), ("cudaEventElapsedTime", "a", "b")]
+
+
+def test_polygraphy_layer_calls_libcudart_events_through_ctypes():
+    calls = []
+
+    class Lib(object):
+        def cudaEventCreate(self, ref):
+            ref._obj.value = 0xE1
+            return 0
+
+        def cudaEventRecord(self, ev, stream):
+            calls.append(("record", ev.value, stream.value))
+            return 0
+
+        def cudaEventElapsedTime(self, ref, start, end):
+            ref._obj.value = 2.5
+            calls.append(("elapsed", start.value, end.value))
+            return 0
+
+        def cudaEventSynchronize(self, ev):
+            return 700  # a CUDA error code
+
+    layer = cuda_buffers.PolygraphyCuda.__new__(cuda_buffers.PolygraphyCuda)
+    layer._lib, layer.stream_ptr = Lib(), 0x5A
+    ev = layer.event_create()
+    layer.event_record(ev)
+    assert layer.event_elapsed_ms(ev, ev) == 2.5
+    assert calls == [("record", 0xE1, 0x5A), ("elapsed", 0xE1, 0xE1)]
+    with pytest.raises(RuntimeError, match="cudaEventSynchronize failed"):
+        layer.event_synchronize(ev)
 
 
 @pytest.mark.tensorrt

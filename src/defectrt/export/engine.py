@@ -16,29 +16,22 @@ through the raw builder API, which those versions document.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import re
-import subprocess
 import time
 
 from defectrt.errors import UserInputError
+# The device side owns TensorRT discovery, plugin loading and the GPU identity; the builder reuses them so an
+# engine records exactly what the runtime later compares against.
+from defectrt.runtime.tensorrt_backend import (  # noqa: F401  (re-exported for the export side)
+    _logger,
+    gpu_identity,
+    import_tensorrt,
+    load_plugin_libraries,
+    parse_version,
+)
 
 ISLAND_MARK = "/sampler/"
-
-
-def import_tensorrt():
-    """-> the tensorrt module or None. JetPack ships it as an apt package, desktops as a pip wheel."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return None
-    return trt
-
-
-def parse_version(text):
-    nums = [int(x) for x in re.findall(r"\d+", str(text))[:3]]
-    return tuple(nums + [0] * (3 - len(nums)))
 
 
 def parse_size(text):
@@ -48,51 +41,6 @@ def parse_size(text):
         raise UserInputError("--workspace {!r}: expected a size such as 2G, 512M or a byte count".format(text))
     unit = (m.group(2) or "B").upper()[0]
     return int(float(m.group(1)) * {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit])
-
-
-def gpu_identity():
-    """{'gpu_name', 'compute_capability'} of device 0, or 'unknown' values. Never raises."""
-    info = {"gpu_name": "unknown", "compute_capability": "unknown"}
-    try:  # cuda-python, where installed
-        from cuda import cudart
-
-        err, prop = cudart.cudaGetDeviceProperties(0)
-        if int(err) == 0:
-            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-            return {"gpu_name": name.strip("\x00 "), "compute_capability": "{}.{}".format(prop.major, prop.minor)}
-    except Exception:
-        pass
-    try:  # desktops
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.splitlines()[0]
-        name, cc = [x.strip() for x in out.split(",")]
-        return {"gpu_name": name, "compute_capability": cc}
-    except Exception:
-        pass
-    try:  # Jetson: no nvidia-smi; the board name tells the GPU generation
-        with open("/proc/device-tree/model") as f:
-            model = f.read().strip("\x00 \n")
-        cc = {"orin": "8.7", "xavier": "7.2", "nano": "5.3", "tx2": "6.2", "thor": "11.0"}
-        for key, value in cc.items():
-            if key in model.lower():
-                return {"gpu_name": model, "compute_capability": value}
-        info["gpu_name"] = model
-    except OSError:
-        pass
-    return info
-
-
-def load_plugin_libraries(trt, logger, plugins=()):
-    """Built-in plugins (EfficientNMS_TRT ...) and our own libraries, before any parse or deserialise."""
-    trt.init_libnvinfer_plugins(logger, "")
-    handles = []
-    for path in plugins or ():
-        if not os.path.isfile(path):
-            raise UserInputError("plugin library {} not found; build it with plugins/README.md".format(path))
-        handles.append(ctypes.CDLL(os.path.abspath(path)))
-    return handles
 
 
 def build_engine(onnx_path, engine_path, precision="fp32", batch=(1, 1, 1), imgsz=(640, 640), workspace="2G",
@@ -108,7 +56,7 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch=(1, 1, 1), imgs
 
     check_output(engine_path, force)
     version = parse_version(trt.__version__)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger(trt)
     load_plugin_libraries(trt, logger, plugins)
     t0 = time.time()
     if version >= (8, 5):

@@ -13,6 +13,12 @@ bookkeeping only.
 - `BufferSet`: one device + host buffer per tensor, grown only when a shape needs more bytes (and
   reporting when an address changed, which invalidates a captured CUDA graph).
 - `CudaGraph`: capture / replay of `execute_async_v3` through cuda-python's cudart (optional).
+- Timing events (for the benchmark hook `TensorRTBackend.time_stages`): `event_create()`,
+  `event_record(event)` (on the layer's own stream), `event_synchronize(event)`,
+  `event_elapsed_ms(start, end)`, `event_destroy(event)`. polygraphy.cuda wraps no events, so
+  `PolygraphyCuda` calls cudaEvent* on the libcudart handle it already uses for pinned memory;
+  `CudaPythonCuda` calls cuda-python's cudart. A layer without these methods (or whose
+  `event_create` raises) makes the backend fall back to host timing with a synchronize per stage.
 """
 from __future__ import annotations
 
@@ -67,6 +73,32 @@ class PolygraphyCuda(object):
 
     def synchronize(self):
         self.stream.synchronize()
+
+    # -- timing events (CUDA runtime C API through ctypes; unverified on hardware) --------------
+
+    def _call(self, what, *args):
+        status = getattr(self._lib, what)(*args)  # cudaError_t (int, ctypes' default restype)
+        if status != 0:
+            raise RuntimeError("{} failed: CUDA error {}".format(what, status))
+
+    def event_create(self):
+        event = ctypes.c_void_p()
+        self._call("cudaEventCreate", ctypes.byref(event))
+        return event.value
+
+    def event_record(self, event):
+        self._call("cudaEventRecord", ctypes.c_void_p(event), ctypes.c_void_p(self.stream_ptr))
+
+    def event_synchronize(self, event):
+        self._call("cudaEventSynchronize", ctypes.c_void_p(event))
+
+    def event_elapsed_ms(self, start, end):
+        ms = ctypes.c_float()
+        self._call("cudaEventElapsedTime", ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end))
+        return float(ms.value)
+
+    def event_destroy(self, event):
+        self._lib.cudaEventDestroy(ctypes.c_void_p(event))
 
     def close(self):
         self.stream.free()
@@ -133,6 +165,23 @@ class CudaPythonCuda(object):
     def synchronize(self):
         _check(self._rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
+    # -- timing events (cuda-python returns (error, *values); unverified on hardware) ----------
+
+    def event_create(self):
+        return _check(self._rt.cudaEventCreate(), "cudaEventCreate")
+
+    def event_record(self, event):
+        _check(self._rt.cudaEventRecord(event, self.stream), "cudaEventRecord")
+
+    def event_synchronize(self, event):
+        _check(self._rt.cudaEventSynchronize(event), "cudaEventSynchronize")
+
+    def event_elapsed_ms(self, start, end):
+        return float(_check(self._rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
+
+    def event_destroy(self, event):
+        self._rt.cudaEventDestroy(event)
+
     def close(self):
         self._rt.cudaStreamDestroy(self.stream)
 
@@ -186,10 +235,21 @@ class BufferSet(object):
     def nbytes(self, name):
         return self._layout[name][2]
 
+    def allocated_bytes(self):
+        """Device bytes held by all buffers (capacities, not current sizes)."""
+        return sum(self._capacity.values())
+
+    def stage(self, name, array):
+        """Copy `array` into the host buffer of `name` (host work only, nothing enqueued)."""
+        np.copyto(self.host(name), array, casting="same_kind")
+
+    def h2d(self, name):
+        """Enqueue the host -> device copy of `name` on the stream."""
+        self.cuda.h2d(self.ptr(name), self.host(name), self.nbytes(name))
+
     def upload(self, name, array):
-        host = self.host(name)
-        np.copyto(host, array, casting="same_kind")
-        self.cuda.h2d(self.ptr(name), host, self.nbytes(name))
+        self.stage(name, array)
+        self.h2d(name)
 
     def download(self, name):
         host = self.host(name)

@@ -148,7 +148,7 @@ class Detector(object):
         trt_version = trt_mod.tensorrt_version() if backend != "onnxruntime" and manifest.get("engine") else None
         gpu = None
         if trt_version is not None:
-            from defectrt.export.engine import gpu_identity
+            from defectrt.runtime.tensorrt_backend import gpu_identity
 
             gpu = gpu_identity()
         kind, path, reason = bundle_mod.choose_backend(folder, manifest, backend, trt_version, gpu)

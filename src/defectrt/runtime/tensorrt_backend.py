@@ -14,12 +14,17 @@ non-default stream, buffers reused across calls. Optional CUDA graph replay (cud
 cuda-python; 8.5+ only): captured after a warm run, re-captured when a shape or address changes.
 Plugins (`plugins=[paths]`) are loaded with ctypes.CDLL, after trt.init_libnvinfer_plugins, before
 the engine is deserialised.
+Benchmark hooks (defectrt.bench.timing): `time_stages(blob)` (CUDA-event timed h2d / compute / d2h
+plus the host time of the enqueue call) and `device_memory_bytes()`.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
+import subprocess
+import time
 
 import numpy as np
 
@@ -57,6 +62,51 @@ def tensorrt_version():
 def parse_version(text):
     nums = [int(x) for x in re.findall(r"\d+", str(text))[:3]]
     return tuple(nums + [0] * (3 - len(nums)))
+
+
+def gpu_identity():
+    """{'gpu_name', 'compute_capability'} of device 0, or 'unknown' values. Never raises."""
+    info = {"gpu_name": "unknown", "compute_capability": "unknown"}
+    try:  # cuda-python, where installed
+        from cuda import cudart
+
+        err, prop = cudart.cudaGetDeviceProperties(0)
+        if int(err) == 0:
+            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+            return {"gpu_name": name.strip("\x00 "), "compute_capability": "{}.{}".format(prop.major, prop.minor)}
+    except Exception:
+        pass
+    try:  # desktops
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.splitlines()[0]
+        name, cc = [x.strip() for x in out.split(",")]
+        return {"gpu_name": name, "compute_capability": cc}
+    except Exception:
+        pass
+    try:  # Jetson: no nvidia-smi; the board name tells the GPU generation
+        with open("/proc/device-tree/model") as f:
+            model = f.read().strip("\x00 \n")
+        cc = {"orin": "8.7", "xavier": "7.2", "nano": "5.3", "tx2": "6.2", "thor": "11.0"}
+        for key, value in cc.items():
+            if key in model.lower():
+                return {"gpu_name": model, "compute_capability": value}
+        info["gpu_name"] = model
+    except OSError:
+        pass
+    return info
+
+
+def load_plugin_libraries(trt, logger, plugins=()):
+    """Built-in plugins (EfficientNMS_TRT ...) and our own libraries, before any parse or deserialise."""
+    trt.init_libnvinfer_plugins(logger, "")
+    handles = []
+    for path in plugins or ():
+        if not os.path.isfile(path):
+            raise UserInputError("plugin library {} not found; build it with plugins/README.md".format(path))
+        handles.append(ctypes.CDLL(os.path.abspath(path)))
+    return handles
 
 
 def select_api(version):
@@ -164,7 +214,6 @@ class TensorRTBackend(object):
         check_recorded_version(self.path, expected, self.version)
         data = read_engine_file(self.path)
         self._logger = _logger(trt)
-        from defectrt.export.engine import load_plugin_libraries
 
         self._plugin_handles = load_plugin_libraries(trt, self._logger, plugins)
         self._runtime = trt.Runtime(self._logger)
@@ -204,6 +253,7 @@ class TensorRTBackend(object):
                 log.warning("CUDA graphs need cuda-python (pip install cuda-python); running without them")
             else:
                 self._graph = CudaGraph(cudart)
+        self._events = self._create_events()
 
     # -- shapes and addresses -------------------------------------------------------------------
 
@@ -240,21 +290,122 @@ class TensorRTBackend(object):
 
     # -- inference ------------------------------------------------------------------------------
 
-    def infer(self, blob):
-        """(B, 3, H, W) float32 -> the single output array, or {name: array} for several outputs."""
+    def _prepare(self, blob):
+        """Shapes, buffers and addresses for `blob`, then stage it in the host input buffer; -> shape."""
         blob = np.ascontiguousarray(blob)
         shape = tuple(blob.shape)
         if shape != self._shape:
             if self._set_shape(shape) or self._bindings is None:
                 self._bindings = self._bind()
-        self.buffers.upload(self.input.name, blob)
-        self._execute(shape)
-        hosts = [self.buffers.download(t.name) for t in self.outputs]
-        self.cuda.synchronize()
-        results = [h.copy() for h in hosts]  # the pinned buffers are reused by the next call
+        self.buffers.stage(self.input.name, blob)
+        return shape
+
+    def _results(self):
+        """The outputs after the stream has been synchronised (copied: the pinned buffers are reused)."""
+        results = [self.buffers.host(t.name).copy() for t in self.outputs]
         if len(results) == 1:
             return results[0]
         return dict(zip(self.output_names, results))
+
+    def _download(self):
+        for t in self.outputs:
+            self.buffers.download(t.name)
+
+    def infer(self, blob):
+        """(B, 3, H, W) float32 -> the single output array, or {name: array} for several outputs."""
+        shape = self._prepare(blob)
+        self.buffers.h2d(self.input.name)
+        self._execute(shape)
+        self._download()
+        self.cuda.synchronize()
+        return self._results()
+
+    # -- benchmark hooks (defectrt.bench.timing; UNVERIFIED ON HARDWARE) ------------------------
+
+    def _create_events(self):
+        """Four reusable timing events, or None when this CUDA layer cannot create them."""
+        if not callable(getattr(self.cuda, "event_create", None)):
+            return None
+        events = []
+        try:
+            for _ in range(4):
+                events.append(self.cuda.event_create())
+        except Exception as exc:
+            log.warning("cannot create CUDA events (%s); time_stages falls back to host timing with a "
+                        "synchronize after each stage", exc)
+            self._destroy_events(events)
+            return None
+        return events
+
+    def _destroy_events(self, events):
+        for ev in events or ():
+            try:
+                self.cuda.event_destroy(ev)
+            except Exception:  # best effort at teardown
+                pass
+
+    def time_stages(self, blob):
+        """Run `blob` like `infer` and time its stages; -> (output, {"h2d", "compute", "d2h", "enqueue": ms,
+        "method"}).
+
+        UNVERIFIED ON HARDWARE. With "method" "cuda-events": events created once (in __init__) are
+        recorded on this backend's own non-default stream before the input copy, after it, after the
+        enqueue and after the output copies; one synchronize, then cudaEventElapsedTime for h2d, compute
+        and d2h. Staging the blob into the pinned host buffer happens before the first event, so h2d is
+        the device copy alone. As with trtexec, compute runs from the event before the enqueue to the
+        one after it. "enqueue" is the host wall time of the asynchronous execute call alone
+        (perf_counter) and is never a latency on its own. With "method" "host-sync" (the CUDA layer
+        has no events): the stream is synchronised after each stage and each stage is host-timed, so
+        compute includes the enqueue and synchronisation overhead. On the first call with a CUDA graph,
+        the enqueue includes the warm run and the capture (warm-up discards it).
+        """
+        shape = self._prepare(blob)
+        cuda, name = self.cuda, self.input.name
+        clock = time.perf_counter
+        if self._events:
+            e0, e1, e2, e3 = self._events
+            cuda.event_record(e0)
+            self.buffers.h2d(name)
+            cuda.event_record(e1)
+            t0 = clock()
+            self._execute(shape)
+            t1 = clock()
+            cuda.event_record(e2)
+            self._download()
+            cuda.event_record(e3)
+            cuda.event_synchronize(e3)
+            times = {"h2d": cuda.event_elapsed_ms(e0, e1), "compute": cuda.event_elapsed_ms(e1, e2),
+                     "d2h": cuda.event_elapsed_ms(e2, e3), "enqueue": (t1 - t0) * 1e3, "method": "cuda-events"}
+            return self._results(), times
+        cuda.synchronize()  # nothing of an earlier call may leak into the first stage
+        t0 = clock()
+        self.buffers.h2d(name)
+        cuda.synchronize()
+        t1 = clock()
+        self._execute(shape)
+        t2 = clock()
+        cuda.synchronize()
+        t3 = clock()
+        self._download()
+        cuda.synchronize()
+        t4 = clock()
+        times = {"h2d": (t1 - t0) * 1e3, "compute": (t3 - t1) * 1e3, "d2h": (t4 - t3) * 1e3,
+                 "enqueue": (t2 - t1) * 1e3, "method": "host-sync"}
+        return self._results(), times
+
+    def device_memory_bytes(self):
+        """Bytes of device memory this backend holds: the engine's execution-context memory
+        (device_memory_size_v2 where TensorRT has it - 10.x+, the only one in 11.x - else
+        device_memory_size) plus the I/O buffers allocated so far. Not counted: the engine's weights and
+        the CUDA context itself (use nvidia-smi for the process total). None once closed.
+        UNVERIFIED ON HARDWARE.
+        """
+        if self.engine is None:
+            return None
+        size = getattr(self.engine, "device_memory_size_v2", None)
+        if size is None:
+            size = getattr(self.engine, "device_memory_size", 0)
+        return int(size or 0) + self.buffers.allocated_bytes()
 
     def _execute(self, shape):
         stream = self.cuda.stream_ptr
@@ -279,6 +430,8 @@ class TensorRTBackend(object):
     def close(self):
         if self._graph is not None:
             self._graph.reset()
+        self._destroy_events(self._events)
+        self._events = None
         self.buffers.close()
         self.context = None
         self.engine = None
