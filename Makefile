@@ -21,7 +21,7 @@ install-export: venv
 	$(PIP) install -q -e '.[export]'
 
 install-test: install-export
-	$(PIP) install -q -e '.[export,dev]'
+	$(PIP) install -q -e '.[export,modelopt,dev]'
 
 demo: install-export
 	$(PY) scripts/demo.py

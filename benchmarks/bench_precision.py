@@ -78,7 +78,7 @@ def make_models(args, work, calib):
     fp32 = os.path.join(work, "fp32.onnx")
     t = time.perf_counter()
     if not (args.reuse and os.path.isfile(fp32)):
-        export_onnx(args.model, fp32, imgsz=args.imgsz, force=True)
+        export_onnx(args.model, fp32, imgsz=args.imgsz, grid_sample=args.grid_sample, force=True)
         log("exported {} at {}x{} in {:.1f} s".format(args.model, args.imgsz[0], args.imgsz[1], time.perf_counter() - t))
     paths["fp32"] = fp32
     makers = {
@@ -190,6 +190,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="yolo11n", help="registry name or checkpoint (default yolo11n)")
     p.add_argument("--imgsz", default="640", help="640 or H,W such as 384,672 (default 640)")
+    p.add_argument("--grid-sample", default="auto", choices=("auto", "native", "lowered"),
+                   help="DySample sampling form for -dysample models (default auto)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list of " + ", ".join(PRECISIONS))
     p.add_argument("--calib", help="calibration image folder (default: synthetic images)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images (default 32: latency only)")
@@ -231,7 +233,7 @@ def main(argv=None):
     report = {
         "benchmark": "precision",
         "command": [os.path.basename(sys.executable)] + [os.path.relpath(sys.argv[0])] + list(sys.argv[1:] if argv is None else argv),
-        "model": args.model, "imgsz": list(args.imgsz), "batch": 1,
+        "model": args.model, "imgsz": list(args.imgsz), "batch": 1, "grid_sample": args.grid_sample,
         "settings": {"warmup": args.warmup, "rounds": args.rounds, "per_round": args.per_round, "threads": args.threads,
                      "calib_count": args.calib_count, "calib": "synthetic" if not args.calib else args.calib},
         "environment": environment(),

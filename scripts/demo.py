@@ -23,7 +23,7 @@ def main():
     bundle = os.path.join(OUT, "screw.bundle")
     step("the model zoo (scale n, 4 classes)", "models", "--scales", "n", "--nc", "4")
     step("a fresh synthetic screw-defect set the demo model never saw",
-         "data", "synth", "--kind", "screw", "--n", "40", "--seed", "2026", "--val-fraction", "1.0", "-o", data, "--force")
+         "data", "synth", "--kind", "screw", "--n", "24", "--seed", "2026", "--val-fraction", "0.5", "-o", data, "--force")
     step("deployment bundle from demo:screw (FP32 ONNX, manifest, golden I/O; engine where TensorRT exists)",
          "export", "build", "demo:screw", "-o", bundle, "--precision", "fp32", "--val", data, "--force")
     step("detect on the images through ONNX Runtime",

@@ -11,8 +11,8 @@ Models:
   scores sharing the box scale, a quantized island, wrong calibration pixels - fails them).
 - "zoo": yolo11n-dysample (nc=4) at 96x96 through the real exporter (slow; checks the real graph).
   Its weights are random, with BatchNorm statistics re-estimated on the calibration images so that
-  the output depends on the input; random deep networks amplify rounding noise layer by layer
-  (measured: INT8 relative error doubles every ~2 layers), so its closeness bounds are looser.
+  the output depends on the input, and BatchNorm scales x0.95: at x1.0 a random network of this depth
+  is chaotic (rounding noise doubled every ~2 layers in a measurement), which no trained model does.
 """
 import os
 import warnings
@@ -168,6 +168,19 @@ def _qdq_inside(model, names):
         if any(u.name in names for d in dqs for u in consumers.get(d.output[0], [])):
             out.append(q.name)
     return out
+
+
+def _ort_fp16_quantize_rounds():
+    """Does this ONNX Runtime round FP16 QuantizeLinear to nearest (0.06 / 0.1 = 0.6 -> 1, not 0)?"""
+    F16, I8 = onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], "q",
+        [onnx.helper.make_tensor_value_info("x", F16, [2])], [onnx.helper.make_tensor_value_info("y", I8, [2])],
+        [onnx.numpy_helper.from_array(np.array(0.1, np.float16), "s"), onnx.numpy_helper.from_array(np.array(0, np.int8), "z")])
+    m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": np.array([0.06, -0.06], np.float16)})[0].tolist() == [1, -1]
 
 
 def _meta(path):
@@ -430,7 +443,10 @@ def test_int8_trt_flavour(tiny_onnx, calib_dir, test_images, tmp_path, target):
     assert meta["precision"] == "int8" and meta["int8_flavour"] == "trt"
     blob = _blob(test_images, TINY)
     box_corr, box_rel, score_corr, score_err = _agreement(_run(tiny_onnx, blob), _run(out, blob))
-    assert box_corr > 0.99 and box_rel < 0.03 and score_corr > 0.99 and score_err < 0.1, \
+    # measured: box_rel 0.018 (8.6 and 10.3); 0.040 for 10.3 on ONNX Runtime < 1.31, whose FP16
+    # QuantizeLinear truncates instead of rounding (microsoft/onnxruntime#18576, fixed by #32452)
+    box_limit, score_limit = (0.03, 0.1) if target == "8.6" or _ort_fp16_quantize_rounds() else (0.06, 0.2)
+    assert box_corr > 0.99 and box_rel < box_limit and score_corr > 0.99 and score_err < score_limit, \
         (box_corr, box_rel, score_corr, score_err)
 
 
@@ -511,7 +527,8 @@ def test_zoo_model(zoo_onnx, calib_dir, test_images, tmp_path, kind):
     ref, got = _run(zoo_onnx, blob), _run(out, blob)
     assert got.shape == ref.shape and np.isfinite(got).all()
     box_corr, box_rel, score_corr, score_err = _agreement(ref, got)
+    # measured here: fp16 box_rel 2e-4; int8 box_rel 1.3e-3 (cpu) / 1.6e-3 (trt), score corr 0.9998
     if kind == "fp16":
-        assert box_corr > 0.999 and box_rel < 0.01 and score_corr > 0.999, (box_corr, box_rel, score_corr)
-    else:  # random deep network: rounding noise grows with depth (module docstring)
-        assert box_corr > 0.9 and score_corr > 0.5 and score_err < 0.9, (box_corr, box_rel, score_corr, score_err)
+        assert box_corr > 0.9999 and box_rel < 2e-3 and score_corr > 0.9999, (box_corr, box_rel, score_corr)
+    else:
+        assert box_corr > 0.995 and box_rel < 0.02 and score_corr > 0.99, (box_corr, box_rel, score_corr, score_err)

@@ -18,7 +18,12 @@ class TorchBackend:
     def __init__(self, model_ref, imgsz=None, nc=80, names=None, fuse=True):
         from defectrt.models.checkpoint import resolve_model_ref
 
-        self.model = resolve_model_ref(model_ref, nc=nc, names=names).eval()
+        model = resolve_model_ref(model_ref, nc=nc, names=names)
+        if fuse and model is model_ref:  # fusing rewrites modules in place: leave the caller's model alone
+            import copy
+
+            model = copy.deepcopy(model)
+        self.model = model.eval()
         if fuse:
             self.model.fuse()
         if imgsz is None:
