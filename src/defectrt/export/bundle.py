@@ -59,7 +59,7 @@ def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_s
     from defectrt.export.onnx import export_onnx
 
     result = export_onnx(
-        model_ref, out_path, imgsz=imgsz or 640, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+        model_ref, out_path, imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
         grid_sample=grid_sample, target_trt=target_trt, nms=plugin_nms, force=True,
     )
     return {"grid_sample_reason": getattr(result, "reason", None) or getattr(result, "grid_sample_reason", None)}
