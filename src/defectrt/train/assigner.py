@@ -16,16 +16,19 @@ import torch
 from torch import nn
 
 
+def box_iou(a, b, eps=1e-7):
+    """IoU of x1y1x2y2 boxes a[..., 4] and b[..., 4], broadcasting -> a[...]."""
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    return inter / (area_a + area_b - inter + eps)
+
+
 def pairwise_iou(gt, pred, eps=1e-9):
     """gt (B, n, 4), pred (B, A, 4) x1y1x2y2 -> IoU (B, n, A)."""
-    g = gt.unsqueeze(2)
-    p = pred.unsqueeze(1)
-    iw = (torch.minimum(g[..., 2], p[..., 2]) - torch.maximum(g[..., 0], p[..., 0])).clamp(min=0)
-    ih = (torch.minimum(g[..., 3], p[..., 3]) - torch.maximum(g[..., 1], p[..., 1])).clamp(min=0)
-    inter = iw * ih
-    area_g = (g[..., 2] - g[..., 0]).clamp(min=0) * (g[..., 3] - g[..., 1]).clamp(min=0)
-    area_p = (p[..., 2] - p[..., 0]).clamp(min=0) * (p[..., 3] - p[..., 1]).clamp(min=0)
-    return inter / (area_g + area_p - inter + eps)
+    return box_iou(gt.unsqueeze(2), pred.unsqueeze(1), eps)
 
 
 def centres_in_boxes(points, boxes, eps=1e-9):

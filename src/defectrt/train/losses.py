@@ -20,19 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from defectrt.models.head import dist2bbox, make_anchors
-from defectrt.train.assigner import TaskAlignedAssigner
+from defectrt.train.assigner import TaskAlignedAssigner, box_iou
+
 
 NWD_C = 12.8  # pixels: the normalising constant of the NWD paper (AI-TOD average object size)
-
-
-def box_iou_pairwise(a, b, eps=1e-7):
-    """IoU of matching x1y1x2y2 boxes a[..., 4] and b[..., 4] (broadcasting) -> a[...]."""
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    return inter / (area_a + area_b - inter + eps)
 
 
 def ciou(a, b, eps=1e-7):
@@ -42,7 +33,7 @@ def ciou(a, b, eps=1e-7):
     v = 4 / pi^2 * (atan(wb / hb) - atan(wa / ha))^2 (aspect-ratio consistency);
     alpha = v / ((1 - IoU) + v), treated as a constant in the gradient as in the paper.
     """
-    iou = box_iou_pairwise(a, b, eps)
+    iou = box_iou(a, b, eps)
     wa, ha = a[..., 2] - a[..., 0], (a[..., 3] - a[..., 1]).clamp(min=eps)
     wb, hb = b[..., 2] - b[..., 0], (b[..., 3] - b[..., 1]).clamp(min=eps)
     cw = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
