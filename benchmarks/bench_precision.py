@@ -1,8 +1,9 @@
 """FP32 vs FP16 vs INT8 (both flavours) latency of one model on ONNX Runtime's CPU provider.
 
-    python benchmarks/bench_precision.py [--model yolo11n] [--imgsz 640 | 384,672] [--json out.json] [--force]
+    python benchmarks/bench_precision.py [--model yolo11n] [--imgsz 640 | 384,672] [--val DATA] [--json out.json]
 
-Exports the model (random weights: latency does not depend on them) with defectrt.export.onnx.export_onnx,
+Exports the model (a registry name has random weights: latency does not depend on them; a checkpoint or
+demo:screw has trained ones) with defectrt.export.onnx.export_onnx,
 then makes every precision from that FP32 file with defectrt.export.precision:
   fp32       the export itself
   fp16       convert_fp16 (ModelOpt AutoCast)
@@ -18,6 +19,10 @@ intra-op threads or ORT's default), the same pre-processed blob (batch 1); --war
 other load on the machine spreads over all of them). Latency = median (and p10 / p90) of all timed
 runs of the model call; speed-up = FP32 median / median. Agreement with FP32 (box / score correlation)
 on held-out synthetic images is reported as a sanity check only (random weights).
+
+Accuracy (--val DATA, a trained model and --calib from its training images): every precision's file is
+scored on DATA's val split by the runtime Detector (ONNX Runtime, conf 0.001, NMS IoU 0.6, the usual mAP
+setting) and defectrt.data.val (pycocotools): mAP50, mAP50-95 and the change from FP32 in points.
 
 The FP16 and int8-trt files are meant for TensorRT: on a CPU, ONNX Runtime runs FP16 by casting around
 its FP32 kernels, and symmetric Q/DQ around FP16 without its fused integer kernels, so expect them slower
@@ -162,6 +167,27 @@ def measure(paths, blob, held_out, args):
     return results
 
 
+def accuracy(paths, results, args):
+    from defectrt.data.dataset import load_dataset
+    from defectrt.data.val import evaluate
+    from defectrt.runtime.detector import Detector
+
+    dataset = load_dataset(args.val, split="val")
+    for k, path in paths.items():
+        t = time.perf_counter()
+        det = Detector(path, backend="onnxruntime", conf=0.001, iou=0.6, threads=args.threads)
+        m = evaluate(det, dataset)
+        results[k]["val"] = {key: m[key] for key in ("precision", "recall", "map50", "map50_95")}
+        results[k]["val"]["per_class_map50_95"] = {n: c["map50_95"] for n, c in m["per_class"].items()}
+        log("{} val ({} images): mAP50 {:.4f} mAP50-95 {:.4f} in {:.0f} s".format(
+            k, len(dataset), m["map50"], m["map50_95"], time.perf_counter() - t))
+    ref = results["fp32"]["val"]
+    for k in paths:
+        v = results[k]["val"]
+        v["delta_map50_points"] = 100.0 * (v["map50"] - ref["map50"])
+        v["delta_map50_95_points"] = 100.0 * (v["map50_95"] - ref["map50_95"])
+
+
 def environment():
     import onnxruntime as ort
 
@@ -199,6 +225,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs per precision (default 10)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--per-round", type=int, default=10, help="timed runs per precision and round (default 10)")
+    p.add_argument("--val", metavar="DATA", help="dataset whose val split scores every precision (mAP)")
     p.add_argument("--keep", help="folder to keep the ONNX files in (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="with --keep: time the ONNX files already there instead of "
                    "making them again")
@@ -229,13 +256,16 @@ def main(argv=None):
         images = [cv2.imread(os.path.join(held, f)) for f in sorted(os.listdir(held))]
         held_out = [preprocess(img, args.imgsz)[0] for img in images]
         results = measure(paths, held_out[0], held_out, args)
+        if args.val:
+            accuracy(paths, results, args)
 
     report = {
         "benchmark": "precision",
         "command": [os.path.basename(sys.executable)] + [os.path.relpath(sys.argv[0])] + list(sys.argv[1:] if argv is None else argv),
         "model": args.model, "imgsz": list(args.imgsz), "batch": 1, "grid_sample": args.grid_sample,
         "settings": {"warmup": args.warmup, "rounds": args.rounds, "per_round": args.per_round, "threads": args.threads,
-                     "calib_count": args.calib_count, "calib": "synthetic" if not args.calib else args.calib},
+                     "calib_count": args.calib_count, "calib": "synthetic" if not args.calib else args.calib,
+                     "val": args.val},
         "environment": environment(),
         "results": results, "skipped": notes,
     }
@@ -252,6 +282,12 @@ def main(argv=None):
         print("{:<10} {:>10.2f} {:>9.2f} {:>9.2f} {:>7.2f}x {:>8.2f} {:>9} {:>9}".format(
             k, r["median_ms"], r["p10_ms"], r["p90_ms"], r["speedup_vs_fp32"], r["size_mb"],
             "{:.4f}".format(agree["box_corr"]) if agree else "-", "{:.4f}".format(agree["score_corr"]) if agree else "-"))
+    if args.val:
+        print("\n{:<10} {:>8} {:>9} {:>16}".format("precision", "mAP50", "mAP50-95", "d mAP50-95 (pt)"))
+        for k in PRECISIONS:
+            if k in results:
+                v = results[k]["val"]
+                print("{:<10} {:>8.4f} {:>9.4f} {:>+16.2f}".format(k, v["map50"], v["map50_95"], v["delta_map50_95_points"]))
     if args.json:
         from defectrt.fileio import atomic_write_bytes
 

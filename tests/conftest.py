@@ -1,13 +1,13 @@
 import os
 import sys
 
+import pytest
+
 # Test helpers (fixtures that write checkpoints etc.) live beside the tests.
 sys.path.insert(0, os.path.dirname(__file__))
 
 
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     try:
         import tensorrt  # noqa: F401
     except ImportError:
@@ -15,3 +15,22 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "tensorrt" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory):
+    """demo:screw built into an FP32 bundle by the export API (what `make demo` builds), once per session."""
+    pytest.importorskip("torch")
+    from defectrt.export.bundle import build_bundle
+
+    out = str(tmp_path_factory.mktemp("demo") / "screw.bundle")
+    build_bundle("demo:screw", out, precision="fp32")
+    return out
+
+
+@pytest.fixture(scope="session")
+def screw_image():
+    """(BGR 384x672 image, YOLO labels): a synthetic screw from a seed no demo training set uses."""
+    from defectrt.data.synth import generate
+
+    return generate("screw", 3, seed=4242)

@@ -1,4 +1,5 @@
-"""The benchmark scripts' shared aggregation and rendering (benchmarks/_common.py), without exporting models."""
+"""The benchmark scripts' shared aggregation and rendering (benchmarks/_common.py), and bench_precision end to end
+on a tiny model."""
 import json
 import os
 import sys
@@ -53,3 +54,26 @@ def test_variant_table_renders_unavailable_precisions(tmp_path):
     from defectrt.bench.report import load, merge
 
     assert merge([load(os.path.join(out, "results.json"))])["rows"]  # the scripts' JSON merges like a bench report
+
+
+def test_bench_precision_measures_latency_and_val_accuracy_of_each_file(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from defectrt.data.synth import write_dataset
+
+    import bench_precision
+
+    data = str(tmp_path / "screw")
+    write_dataset(data, kind="screw", n=6, imgsz=(128, 128), seed=3, val_fraction=0.5, progress=False)
+    out = str(tmp_path / "p.json")
+    report = bench_precision.main(["--model", "yolo11n", "--imgsz", "128", "--precisions", "fp32,int8-cpu",
+                                   "--calib", os.path.join(data, "images", "train"), "--calib-count", "3",
+                                   "--warmup", "1", "--rounds", "2", "--per-round", "2", "--threads", "1",
+                                   "--val", data, "--json", out])
+    assert json.load(open(out)) == json.loads(json.dumps(report))
+    res = report["results"]
+    assert set(res) == {"fp32", "int8-cpu"} and res["fp32"]["runs"] == 4
+    assert res["fp32"]["speedup_vs_fp32"] == 1.0 and res["fp32"]["val"]["delta_map50_95_points"] == 0.0
+    v = res["int8-cpu"]["val"]
+    assert v["delta_map50_95_points"] == pytest.approx(100 * (v["map50_95"] - res["fp32"]["val"]["map50_95"]))
+    assert set(v["per_class_map50_95"]) == {"scratch", "dent", "coating", "unprocessed"}
+    assert "d mAP50-95 (pt)" in capsys.readouterr().out

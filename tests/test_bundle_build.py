@@ -102,3 +102,55 @@ def test_bad_arguments(tmp_path):
 
         add_engine(str(tmp_path))
     del main_args
+
+
+@pytest.mark.filterwarnings("ignore:INT8 calibration with 12 images")
+def test_demo_int8_bundle_gives_the_val_metrics_its_manifest_claims(tmp_path, capsys):
+    """demo:screw -> INT8 (cpu flavour) bundle with --val, through the CLI; the Detector on the bundle then
+    measures exactly the metrics the manifest recorded, and the manifest's opset is the file's."""
+    import onnx
+
+    from defectrt.data.dataset import load_dataset
+    from defectrt.data.synth import write_dataset
+    from defectrt.data.val import evaluate
+
+    data = str(tmp_path / "screw")
+    write_dataset(data, kind="screw", n=24, seed=5151, val_fraction=0.5, progress=False)
+    out = str(tmp_path / "int8.bundle")
+    rc = main(["export", "build", "demo:screw", "-o", out, "--precision", "int8", "--int8-flavour", "cpu",
+               "--calib", data, "--calib-count", "12", "--calib-method", "entropy", "--val", data])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "val int8: mAP50" in printed and "val fp32: mAP50" in printed
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["precision"] == "int8" and manifest["int8_flavour"] == "cpu"
+    assert "entropy" in manifest["int8_calibration"] and "12 images" in manifest["int8_calibration"]
+    model = onnx.load(os.path.join(out, "model.onnx"))
+    assert manifest["opset"] == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    claimed = manifest["val"]
+    det = Detector(out, conf=claimed["conf"], iou=claimed["iou"])
+    got = evaluate(det, load_dataset(data, split=claimed["split"]))
+    for key in ("precision", "recall", "map50", "map50_95"):
+        assert got[key] == pytest.approx(claimed["int8"][key], abs=1e-9), key
+    assert claimed["fp32"]["map50"] > 0.5  # a trained model on its task, not a random network
+    assert abs(claimed["int8"]["map50_95"] - claimed["fp32"]["map50_95"]) < 0.1
+
+
+@pytest.mark.filterwarnings("ignore:INT8 calibration with")
+def test_int8_trt_manifest_records_the_opset_of_the_shipped_file(tmp_path):
+    """ModelOpt writes opset 19 for TensorRT >= 10 but keeps the source opset for 8.x: the manifest follows."""
+    pytest.importorskip("modelopt")
+    import cv2
+    import onnx
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(calib / "{}.png".format(i)), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    for target, expected in (("10.3", 19), ("8.6", 17)):
+        out = str(tmp_path / "trt{}.bundle".format(target))
+        manifest = build_bundle("yolo11n", out, precision="int8", calib=str(calib), calib_count=4, imgsz=64,
+                                target_trt=target)
+        model = onnx.load(os.path.join(out, "model.onnx"))
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        assert manifest["opset"] == opset == expected, target

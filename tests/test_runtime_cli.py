@@ -107,3 +107,61 @@ def test_a_folder_of_only_corrupt_images_fails(model, tmp_path, capsys):
     assert main(["detect", str(d), "-m", model, "--save-dir", str(tmp_path / "out")]) == 1
     assert "no image could be read" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.jsonl").exists()  # a failed run leaves no empty results behind
+
+
+class FakeCamera(object):
+    """cv2.VideoCapture stand-in for a camera index: only index 0 opens; reports no FPS or frame count
+    (as USB cameras often do); `read` yields `frames`, then ends with `end` (False: unplugged, or an
+    exception class such as KeyboardInterrupt: the operator stops the run)."""
+
+    instances = []
+
+    def __init__(self, index, frames, end):
+        self.index, self.frames, self.end, self.released, self.reads = index, list(frames), end, False, 0
+        FakeCamera.instances.append(self)
+
+    def isOpened(self):
+        return self.index == 0 and not self.released
+
+    def get(self, prop):
+        return 0.0 if prop == cv2.CAP_PROP_FPS else -1.0
+
+    def read(self):
+        self.reads += 1
+        if self.frames:
+            return True, self.frames.pop(0)
+        if self.end is False:
+            return False, None
+        raise self.end()
+
+    def release(self):
+        self.released = True
+
+
+@pytest.mark.parametrize("end", [False, KeyboardInterrupt])
+def test_camera_index_streams_until_it_ends_or_is_stopped(model, tmp_path, capsys, monkeypatch, end):
+    frames = [draw_rect(96, 160, 10 + 20 * i, 20, 40 + 20 * i, 70) for i in range(4)]
+    FakeCamera.instances = []
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCamera(index, frames, end))
+    out = tmp_path / "out"
+    assert main(["detect", "0", "-m", model, "--save-dir", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [cam.index for cam in FakeCamera.instances] == [0] and FakeCamera.instances[0].released
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["frame"] for r in lines] == [0, 1, 2, 3] and {r["source"] for r in lines} == {"0"}
+    np.testing.assert_allclose([r["detections"][0]["box"][0] for r in lines], [10, 30, 50, 70], atol=1.0)
+    saved = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert saved == lines
+    monkeypatch.undo()  # the real VideoCapture reads the annotated video back
+    video = cv2.VideoCapture(str(out / "camera0.mp4"))
+    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    video.release()
+    if end is KeyboardInterrupt:
+        assert "stopped; keeping the 4 frames processed" in captured.err
+
+
+def test_a_camera_that_does_not_open_is_a_clear_error(model, capsys, monkeypatch):
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCamera(index, [], False))
+    assert main(["detect", "3", "-m", model]) == 1
+    err = capsys.readouterr().err
+    assert "camera 3" in err and "cannot open" in err

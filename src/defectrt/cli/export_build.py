@@ -20,6 +20,9 @@ def register(export_sub):
     p.add_argument("--calib-count", type=int, default=300, help="calibration images to use (default 300)")
     p.add_argument("--int8-flavour", choices=("trt", "cpu"), default="trt",
                    help="trt: symmetric Q/DQ for TensorRT (ModelOpt); cpu: ONNX Runtime QDQ (fast on CPUs)")
+    p.add_argument("--calib-method", choices=("max", "entropy"), default="max",
+                   help="INT8 activation ranges: max (absolute max, the default) or entropy (KL divergence, clips "
+                   "outliers; with --int8-flavour trt it is many times slower to calibrate)")
     p.add_argument("--target-trt", help="TensorRT version of the device, e.g. 8.2 (JetPack 4.6) or 10.3")
     p.add_argument("--imgsz", type=int, nargs="+", help="N or H W (default: the checkpoint's, else 640)")
     g = p.add_mutually_exclusive_group()
@@ -63,7 +66,7 @@ def run(args):
         logging.getLogger("defectrt").warning("--calib-count %d is below 100: INT8 scales may be poorly estimated", args.calib_count)
     manifest = bundle.build_bundle(
         args.model, args.output, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
-        int8_flavour=args.int8_flavour, target_trt=args.target_trt, imgsz=args.imgsz, batch=args.batch,
+        int8_flavour=args.int8_flavour, calib_method=args.calib_method, target_trt=args.target_trt, imgsz=args.imgsz, batch=args.batch,
         dynamic_batch=args.dynamic_batch, max_batch=args.max_batch, workspace=args.workspace,
         timing_cache=args.timing_cache, dla_core=args.dla_core, val=args.val, conf=args.conf, iou=args.iou,
         opset=args.opset, grid_sample=args.grid_sample, plugins=args.plugins, force=args.force,

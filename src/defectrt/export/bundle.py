@@ -47,7 +47,8 @@ def _onnx_metadata(path):
     import onnx
 
     model = onnx.load(path, load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}, model.opset_import[0].version
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {p.key: p.value for p in model.metadata_props}, opset
 
 
 def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms):
@@ -99,6 +100,9 @@ def _read_images(folder, limit):
     return [img for img in (cv2.imread(os.path.join(folder, f)) for f in files) if img is not None]
 
 
+VAL_CONF, VAL_IOU = 0.001, 0.6
+
+
 def _calibration_folder(calib):
     """--calib may name an image folder or a dataset (its train images)."""
     if calib is None:
@@ -121,7 +125,8 @@ def _validate(onnx_path, data, imgsz, conf, iou):
     return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
 
 
-def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", target_trt=None,
+def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", calib_method="max",
+                 target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
                  plugins=(), engine="auto", force=False):
@@ -160,7 +165,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
 
             flavour = int8_flavour
             quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
-                          target_trt=target_trt, force=True)
+                          target_trt=target_trt, calibration_method=calib_method, force=True)
         if precision != "fp32":
             import onnx
 
@@ -170,6 +175,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
+        # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
+        meta_final, opset_used = _onnx_metadata(final)
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
@@ -184,6 +191,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                           "color": "RGB", "scale": "1/255", "layout": "NCHW"},
             "precision": precision,
             "int8_flavour": flavour,
+            "int8_calibration": meta_final.get("int8_calibration") if flavour else None,
             "opset": opset_used,
             "grid_sample": meta.get("grid_sample", "unknown"),
             "grid_sample_reason": export_info.get("grid_sample_reason"),
@@ -201,9 +209,11 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             "val": None,
         }
         if val:
-            manifest["val"] = {"data": os.path.abspath(val), "fp32": _validate(fp32_path, val, imgsz, 0.001, 0.6)}
+            # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
+            manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
+                               "fp32": _validate(fp32_path, val, imgsz, VAL_CONF, VAL_IOU)}
             if precision != "fp32":
-                manifest["val"][precision] = _validate(final, val, imgsz, 0.001, 0.6)
+                manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
         if trt is not None and engine != "never":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         write_manifest(tmp, manifest)

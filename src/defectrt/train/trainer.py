@@ -324,7 +324,7 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
         if int(epochs) < 1 or int(batch) < 1:
             raise UserInputError("epochs and batch must be at least 1")
         aug = dict(DEFAULT_AUGMENT) if augment is True else ({} if augment is False else dict(DEFAULT_AUGMENT, **augment))
-        if aug:
+        if aug and not (isinstance(augment, dict) and "mosaic" in augment):
             aug["mosaic"] = float(mosaic)
         cfg = {
             "model": model if isinstance(model, str) else "<module>",
@@ -507,8 +507,9 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
         stop_exc.train_result = result
         raise stop_exc
     if finished:
-        log("done: {} epochs in {:.1f} min; best fitness {} at epoch {}; weights in {}".format(
-            epoch, result.seconds / 60.0, _fmt(best_fitness), best_epoch, wdir))
+        log("done: {} epochs, {:.1f} min of training and validation in all ({:.1f} min in this call); best fitness {} "
+            "at epoch {}; weights in {}".format(epoch, sum(h["epoch_s"] for h in history) / 60.0, result.seconds / 60.0,
+                                               _fmt(best_fitness), best_epoch, wdir))
     else:
         log("stopped after epoch {}/{}; continue with --resume {}".format(epoch, cfg["epochs"], save_dir))
     return result
