@@ -223,8 +223,8 @@ def decode_tail(model):
     """Names of the nodes between the head's last weighted layers and the graph outputs.
 
     Walks back from every graph output and stops at a Conv / Gemm / MatMul that has a bias or more than
-    one output channel (the head's box / class convolutions); DFL's fixed 16->1 convolution (no bias)
-    is part of the tail. Those nodes compute box coordinates in pixels and sigmoid scores, which must
+    one output channel (the head's box / class convolutions); DFL's fixed 16->1 product (no bias, one
+    output column) is part of the tail. Those nodes compute box coordinates in pixels and sigmoid scores, which must
     not share an INT8 scale.
     """
     graph = _load(model).graph
@@ -236,7 +236,9 @@ def decode_tail(model):
             return False
         has_bias = len(node.input) > 2 and bool(node.input[2])
         w = inits.get(node.input[1]) if len(node.input) > 1 else None
-        out_ch = w.dims[0] if (w is not None and node.op_type == "Conv" and len(w.dims)) else None
+        out_ch = None
+        if w is not None and len(w.dims):
+            out_ch = w.dims[0] if node.op_type == "Conv" else (w.dims[-1] if node.op_type == "MatMul" else None)
         return has_bias or out_ch is None or out_ch > 1
 
     tail, seen = [], set()
