@@ -199,3 +199,45 @@ def test_models_cli_table(capsys):
     assert main(["models", "--scales", "n", "--nc", "6", "--variant", "yolo11n", "--variant", "yolo11n-sme"]) == 0
     out = capsys.readouterr().out
     assert "2,591,010" in out and "yolo11n-sme" in out and "6.38" in out
+
+
+@pytest.mark.parametrize("name,variant,kind,imgsz,block", [
+    ("screw", "yolo11n-dysample", "screw", (384, 672), "DySample"),
+    ("pcb", "yolo11n-sme", "pcb", (640, 640), "MSFA"),
+])
+def test_shipped_demo_models_load_and_find_the_defects_of_their_task(name, variant, kind, imgsz, block):
+    """demo:screw and demo:pcb: the right architecture, names and input size, and trained: on synthetic images
+    of their kind from a seed no training set used, most labelled defects are found at IoU 0.5 and the
+    right class."""
+    import numpy as np
+
+    from defectrt.data.synth import KINDS, generate
+    from defectrt.models.checkpoint import DEMO_DIR, DEMOS
+    from defectrt.runtime.postprocess import postprocess
+    from defectrt.runtime.preprocess import preprocess
+
+    if not os.path.isfile(os.path.join(DEMO_DIR, DEMOS[name])):
+        pytest.skip("demo:{} is not shipped in this checkout".format(name))
+    model = models.resolve_model_ref("demo:" + name)
+    assert any(type(m).__name__ == block for m in model.modules())
+    assert tuple(model.imgsz) == imgsz and model.variant == variant
+    assert [model.names[i] for i in range(len(model.names))] == list(KINDS[kind])
+    found = total = 0
+    for index in range(3):
+        img, labels = generate(kind, index, seed=4242)
+        blob, infos = preprocess([img], imgsz)
+        with torch.no_grad():
+            pred = model(torch.from_numpy(blob))
+        pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+        det = postprocess(pred.numpy(), infos, conf=0.25, iou=0.45)[0]
+        h, w = img.shape[:2]
+        for cls, cx, cy, bw, bh in labels:
+            t = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            same = det.boxes[det.class_ids == int(cls)]
+            if len(same):
+                lt, rb = np.maximum(same[:, :2], t[:2]), np.minimum(same[:, 2:], t[2:])
+                inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+                union = np.prod(same[:, 2:] - same[:, :2], axis=1) + np.prod(t[2:] - t[:2]) - inter
+                found += int((inter / union > 0.5).any())
+            total += 1
+    assert total >= 3 and found / total >= 0.7, (found, total)
