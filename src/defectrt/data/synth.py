@@ -67,6 +67,16 @@ def _shift_box(box, dx, dy):
     return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
 
 
+def _placed_box(mask, x0, y0, boxes, gap):
+    """Box of `mask` (a crop at x0, y0) in image pixels, or None when the mask is empty or the box comes
+    within `gap` of one of `boxes`."""
+    box = _mask_box(mask)
+    if box is None:
+        return None
+    box = _shift_box(box, x0, y0)
+    return box if _clear_of(box, boxes, gap) else None
+
+
 def _clear_of(box, boxes, gap):
     """True when `box` grown by `gap` touches none of `boxes`."""
     x1, y1, x2, y2 = box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap
@@ -283,11 +293,8 @@ def _draw_scratch(rng, img, inner, inner_idx, sc, boxes):
     cv2.polylines(m, [pts], False, 255, thick, cv2.LINE_AA, shift=4)
     cv2.polylines(ms, [(pts + off).round().astype(np.int32)], False, 255, thick, cv2.LINE_AA, shift=4)
     mf, msf = m.astype(np.float32) / 255, ms.astype(np.float32) / 255
-    box = _mask_box(np.maximum(mf, msf))
+    box = _placed_box(np.maximum(mf, msf), x0, y0, boxes, 4 * sc)
     if box is None:
-        return None
-    box = _shift_box(box, x0, y0)
-    if not _clear_of(box, boxes, 4 * sc):
         return None
     roi = img[:, y0:y1, x0:x1]
     roi *= 1 - rng.uniform(0.35, 0.6) * msf * (1 - mf)
@@ -315,11 +322,8 @@ def _draw_dent(rng, img, inner, inner_idx, sc, boxes):
     v = (-xx * math.sin(th) + yy * math.cos(th)) / ry
     rr = np.sqrt(u * u + v * v)
     inside = np.clip((1 - rr) * ry + 0.5, 0, 1)
-    box = _mask_box(inside)
+    box = _placed_box(inside, x0, y0, boxes, 4 * sc)
     if box is None:
-        return None
-    box = _shift_box(box, x0, y0)
-    if not _clear_of(box, boxes, 4 * sc):
         return None
     la = rng.uniform(0, 2 * math.pi)
     dot = (xx * math.cos(la) + yy * math.sin(la)) / np.maximum(np.sqrt(xx * xx + yy * yy), 1e-3)
@@ -355,11 +359,8 @@ def _draw_coating(rng, img, alpha, core_idx, sc, boxes):
     mf = blob * alpha[y0:y1, x0:x1]
     if (mf > 0.5).sum() < 0.6 * (blob > 0.5).sum():  # mostly off the screw: would be a sliver
         return None
-    box = _mask_box(mf)
+    box = _placed_box(mf, x0, y0, boxes, 4 * sc)
     if box is None:
-        return None
-    box = _shift_box(box, x0, y0)
-    if not _clear_of(box, boxes, 4 * sc):
         return None
     roi = img[:, y0:y1, x0:x1]
     lum = roi.mean(axis=0)
@@ -435,12 +436,10 @@ def _render_screw(rng, h, w):
     labelled = []
     for bm in band_maps:
         wb = cv2.warpAffine(bm, Mr, size, flags=cv2.INTER_LINEAR, borderValue=0)
-        box = _mask_box(wb)
+        box = _placed_box(wb, bx0, by0, boxes, 4 * sc)
         if box is not None:
-            box = _shift_box(box, bx0, by0)
-            if _clear_of(box, boxes, 4 * sc):
-                boxes.append(box)
-                labelled.append((3,) + box)
+            boxes.append(box)
+            labelled.append((3,) + box)
 
     inside = (alpha > 0.5).astype(np.uint8)
     k = 2 * max(2, int(round(3 * sc))) + 1
@@ -670,11 +669,8 @@ def _pcb_defect(rng, b, cls, boxes, free):
         p = cands[int(rng.integers(len(cands)))]
         x, y, r = p[0], p[1], p[2]
         x0, y0 = max(0, x - r - 2), max(0, y - r - 2)
-        box = _mask_box(b.pad[y0:y + r + 3, x0:x + r + 3])
+        box = _placed_box(b.pad[y0:y + r + 3, x0:x + r + 3], x0, y0, boxes, 6 * sc)
         if box is None:
-            return None
-        box = _shift_box(box, x0, y0)
-        if not _clear_of(box, boxes, 6 * sc):
             return None
         p[4] = False
         return box
