@@ -212,6 +212,15 @@ def write_outputs(name, out_dir, report, markdown, plot_fn):
     return out_dir
 
 
+def publish(name, out_dir, report, markdown, plot):
+    """The scripts' last step: write the report (write_outputs) with markdown(report) and plot(report, path),
+    print the Markdown, and return the exit status."""
+    md = markdown(report)
+    write_outputs(name, out_dir, report, md, lambda path: plot(report, path))
+    print(md)
+    return 0
+
+
 def pyplot():
     import matplotlib
 

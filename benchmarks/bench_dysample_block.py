@@ -113,10 +113,7 @@ def main(argv=None):
         e["x_native"] = e["median_ms"] / nat["median_ms"] if nat else None
         e["output_gb_per_s"] = e["output_bytes"] / (e["median_ms"] / 1e3) / 1e9
     report["results"] = list(results.values()) + entries
-    md = markdown(report)
-    C.write_outputs(NAME, args.out, report, md, lambda path: plot(report, path))
-    print(md)
-    return 0
+    return C.publish(NAME, args.out, report, markdown, plot)
 
 
 def markdown(report):

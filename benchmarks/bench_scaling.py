@@ -66,10 +66,7 @@ def main(argv=None):
         e["x_yolo11n_same_batch"] = e["median_ms"] / n1["median_ms"] if n1 else None
         e["throughput_gain_vs_batch1"] = e["throughput"]["images_per_s"] / b1["throughput"]["images_per_s"] if b1 else None
     report["results"] = list(results.values()) + entries
-    md = markdown(report)
-    C.write_outputs(NAME, args.out, report, md, lambda path: plot(report, path))
-    print(md)
-    return 0
+    return C.publish(NAME, args.out, report, markdown, plot)
 
 
 def markdown(report):

@@ -140,10 +140,7 @@ def main(argv=None):
         e["ratio_vs_baseline_fp32"] = e["median_ms"] / base["median_ms"] if base else None
         e["speedup_vs_own_fp32"] = same_fp32["median_ms"] / e["median_ms"] if same_fp32 else None
     report["results"] = list(results.values()) + entries
-    md = markdown(report)
-    C.write_outputs(NAME, args.out, report, md, lambda path: plot(report, path))
-    print(md)
-    return 0
+    return C.publish(NAME, args.out, report, markdown, plot)
 
 
 def _order(e):
