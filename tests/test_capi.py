@@ -3,8 +3,8 @@
 The C programs (tests/capi/*.c) print what the library returned; the assertions are made here, against
 the Python API on the same model and pixels: the demo bundle (demo:screw exported to an FP32 bundle) on
 a synthetic screw image; and, for the pixel formats and error paths, YOLO11n (nc=4) exported at 128x128
-with its BatchNorm statistics and class-logit scale calibrated on the test image so that it finds a few dozen boxes with distinct scores and all four classes, else
-(no torch) the tiny rect_finder ONNX of test_runtime_models, whose two boxes are known.
+with its BatchNorm statistics and class-logit scale calibrated on the test image so that it finds a few
+dozen boxes with distinct scores and all four classes, else (no torch) the tiny rect_finder ONNX of test_runtime_models, whose two boxes are known.
 """
 import os
 import re
@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from box_helpers import labels_found
 from defectrt import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -334,14 +335,7 @@ def test_c_detections_on_the_demo_bundle_equal_the_python_api(test_capi, demo_bu
     assert dict((int(i), n) for i, n in re.findall(r"^NAME (\d+) (.+)$", text, re.M)) == \
         {int(k): v for k, v in names.items()}
     # The detections are the image's defects (a trained model, not noise): each label is found.
-    truth = np.stack([(labels[:, 1] - labels[:, 3] / 2) * w, (labels[:, 2] - labels[:, 4] / 2) * h,
-                      (labels[:, 1] + labels[:, 3] / 2) * w, (labels[:, 2] + labels[:, 4] / 2) * h], 1)
-    for t, cls in zip(truth, labels[:, 0].astype(int)):
-        ix1, iy1 = np.maximum(boxes[:, 0], t[0]), np.maximum(boxes[:, 1], t[1])
-        ix2, iy2 = np.minimum(boxes[:, 2], t[2]), np.minimum(boxes[:, 3], t[3])
-        inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-        iou = inter / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + (t[2] - t[0]) * (t[3] - t[1]) - inter)
-        assert (iou[classes == cls] > 0.5).any(), (t, cls, text)
+    assert labels_found(labels, h, w, boxes, classes).all(), text
 
 
 def test_error_paths_return_codes_and_messages_and_never_crash(test_capi, small_model, image_files, tmp_path):

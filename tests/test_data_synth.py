@@ -3,15 +3,10 @@ import os
 import numpy as np
 import pytest
 
+from box_helpers import labels_xyxy
 from defectrt.data import synth
 from defectrt.data.dataset import load_dataset, read_labels
 from defectrt.errors import OutputExistsError, UserInputError
-
-
-def _xyxy(labels, h, w):
-    c = labels
-    return np.stack([(c[:, 1] - c[:, 3] / 2) * w, (c[:, 2] - c[:, 4] / 2) * h,
-                     (c[:, 1] + c[:, 3] / 2) * w, (c[:, 2] + c[:, 4] / 2) * h], 1)
 
 
 @pytest.mark.parametrize("kind", ["screw", "pcb"])
@@ -40,7 +35,7 @@ def test_labels_valid_small_inside_and_disjoint(kind, max_side):
         assert 1 <= len(lab) <= 4
         assert np.all(lab[:, 0] == np.round(lab[:, 0])) and lab[:, 0].min() >= 0 and lab[:, 0].max() < len(names)
         assert np.all(lab[:, 1:] >= 0) and np.all(lab[:, 1:] <= 1)
-        box = _xyxy(lab, h, w)
+        box = labels_xyxy(lab, h, w)
         assert np.all(box[:, :2] >= -1e-6) and box[:, 2].max() <= w + 1e-6 and box[:, 3].max() <= h + 1e-6
         # Small, yet never a degenerate sliver.
         assert np.all(lab[:, 3:] <= max_side), lab
@@ -60,7 +55,7 @@ def test_screw_defects_change_the_pixels_in_their_box():
     for i in range(24):
         img, lab = synth.generate("screw", i, seed=2)
         h, w = img.shape[:2]
-        for row, (x1, y1, x2, y2) in zip(lab, _xyxy(lab, h, w)):
+        for row, (x1, y1, x2, y2) in zip(lab, labels_xyxy(lab, h, w)):
             if row[0] != 2:
                 continue
             x1, y1, x2, y2 = int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))

@@ -117,7 +117,7 @@ class FakeCamera(object):
     instances = []
 
     def __init__(self, index, frames, end):
-        self.index, self.frames, self.end, self.released, self.reads = index, list(frames), end, False, 0
+        self.index, self.frames, self.end, self.released = index, list(frames), end, False
         FakeCamera.instances.append(self)
 
     def isOpened(self):
@@ -127,7 +127,6 @@ class FakeCamera(object):
         return 0.0 if prop == cv2.CAP_PROP_FPS else -1.0
 
     def read(self):
-        self.reads += 1
         if self.frames:
             return True, self.frames.pop(0)
         if self.end is False:

@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from box_helpers import pairwise_iou  # noqa: E402
 from defectrt import models  # noqa: E402
 from defectrt.data.synth import generate  # noqa: E402
 from defectrt.export.onnx import export_onnx  # noqa: E402
@@ -26,14 +27,6 @@ def _model():
     pytest.skip("demo:screw is not shipped in this checkout")
 
 
-def _iou(a, b):
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 @pytest.mark.parametrize("mode", ["native", "lowered"])
 def test_onnxruntime_gives_the_pytorch_detections(tmp_path, mode):
     model = _model()
@@ -48,7 +41,7 @@ def test_onnxruntime_gives_the_pytorch_detections(tmp_path, mode):
         assert len(a) == len(b)
         if not len(a):
             continue
-        iou = _iou(a.boxes, b.boxes)
+        iou = pairwise_iou(a.boxes, b.boxes)
         j = iou.argmax(1)
         assert (iou[np.arange(len(a)), j] > 0.99).all()
         np.testing.assert_array_equal(a.class_ids, b.class_ids[j])
