@@ -43,12 +43,8 @@ def _imgsz(imgsz):
     return imgsz * 2 if len(imgsz) == 1 else imgsz
 
 
-def _onnx_metadata(path):
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return {p.key: p.value for p in model.metadata_props}, opset
+def _onnx_metadata(model):
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms):
@@ -131,6 +127,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
                  plugins=(), engine="auto", force=False):
     """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
+    import onnx
+
+    from defectrt.export.check import model_opset
     from defectrt.export.engine import import_tensorrt
 
     if precision not in PRECISIONS:
@@ -150,7 +149,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     with atomic_dir(output, force=force) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
         export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none")
-        meta, opset_used = _onnx_metadata(fp32_path)
+        meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
         imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
         final = os.path.join(tmp, "model.onnx")
         flavour = None
@@ -166,17 +165,14 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             flavour = int8_flavour
             quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
                           target_trt=target_trt, calibration_method=calib_method, force=True)
+        final_model = onnx.load(final, load_external_data=False)
         if precision != "fp32":
-            import onnx
-
             from defectrt.export.precision import island_violations
 
-            bad = island_violations(onnx.load(final))
+            bad = island_violations(final_model)
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
-        # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
-        meta_final, opset_used = _onnx_metadata(final)
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
@@ -191,8 +187,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                           "color": "RGB", "scale": "1/255", "layout": "NCHW"},
             "precision": precision,
             "int8_flavour": flavour,
-            "int8_calibration": meta_final.get("int8_calibration") if flavour else None,
-            "opset": opset_used,
+            "int8_calibration": _onnx_metadata(final_model).get("int8_calibration") if flavour else None,
+            # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
+            "opset": model_opset(final_model),
             "grid_sample": meta.get("grid_sample", "unknown"),
             "grid_sample_reason": export_info.get("grid_sample_reason"),
             "nms": meta.get("nms", "none"),

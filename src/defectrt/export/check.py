@@ -143,11 +143,9 @@ def _load(model_or_path):
         raise UserInputError("{}: not a readable ONNX model ({})".format(path, exc)) from None
 
 
-def _model_opset(model):
-    for imp in model.opset_import:
-        if imp.domain in STANDARD_DOMAINS:
-            return imp.version
-    return 1
+def model_opset(model, default=None):
+    """The version of the standard ONNX domain a ModelProto imports, or `default` when it imports none."""
+    return next((imp.version for imp in model.opset_import if imp.domain in STANDARD_DOMAINS), default)
 
 
 def _walk(graph, prefix=""):
@@ -236,7 +234,7 @@ def check_onnx(model_path, target_trt):
     model = _load(model_path)
     key, row = support_for(target_trt)
     support = load_support()
-    opset = _model_opset(model)
+    opset = model_opset(model, default=1)
     max_opset = row["max_opset"]
     report = Report(target=str(target_trt).strip(), table_version=key, max_opset=max_opset, opset=opset)
     add = report.issues.append

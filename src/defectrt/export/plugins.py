@@ -323,13 +323,6 @@ def plugin_node_attrs(target_trt=None):
     return PLUGIN_NAME, {"plugin_version": plugin_version, "plugin_namespace": PLUGIN_NAMESPACE}
 
 
-def _default_opset(model):
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    return 0
-
-
 def _check_gridsample(node, opset):
     """Raise unless the native GridSample node asks for exactly what the plugin implements."""
     from onnx import helper
@@ -393,8 +386,10 @@ def replace_gridsample_with_plugin(onnx_model, target_trt=None):
     """
     from onnx import helper
 
+    from defectrt.export.check import model_opset
+
     op_type, plugin_attrs = plugin_node_attrs(target_trt)
-    opset = _default_opset(onnx_model)
+    opset = model_opset(onnx_model, default=0)
     nodes = gridsample_nodes(onnx_model)
     for node in nodes:  # validate all first: all or nothing
         _check_gridsample(node, opset)

@@ -39,6 +39,7 @@ import re
 import tempfile
 
 from defectrt.errors import DefectrtError, UserInputError
+from defectrt.export.check import model_opset
 from defectrt.export.islands import ISLAND_MARK
 from defectrt.fileio import atomic_path, check_output
 
@@ -441,10 +442,6 @@ def _trt_major(target_trt):
     return parse_trt_version(target_trt)[0]
 
 
-def _opset(model):
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
 def _lower_opset(model, opset):
     """ModelOpt's INT8 output is opset 19; TensorRT 8.x parsers stop at 13-17.
 
@@ -455,7 +452,7 @@ def _lower_opset(model, opset):
     (an attribute or input that only exists at 18/19) is an error rather than a silently wrong graph.
     """
     onnx = _onnx()
-    current = _opset(model)
+    current = model_opset(model)
     if current is None or opset is None or current <= opset:
         return model
     lowered = onnx.ModelProto()
@@ -515,7 +512,7 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
         _unmark_boundary_nodes(model, islands)
         if flavour == "trt":
             if major is not None and major <= 8:
-                model = _lower_opset(model, _opset(source))
+                model = _lower_opset(model, model_opset(source))
             else:
                 mid = os.path.join(work, "int8_fp32.onnx")
                 _onnx().save(model, mid)
