@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 from defectrt.cli import main  # noqa: E402
 from defectrt.errors import UserInputError  # noqa: E402
 from defectrt.export.bundle import build_bundle  # noqa: E402
+from defectrt.export.check import model_opset  # noqa: E402
 from defectrt.runtime.detector import Detector  # noqa: E402
 
 
@@ -125,7 +126,7 @@ def test_demo_int8_bundle_gives_the_val_metrics_its_manifest_claims(tmp_path, ca
     assert manifest["precision"] == "int8" and manifest["int8_flavour"] == "cpu"
     assert "entropy" in manifest["int8_calibration"] and "12 images" in manifest["int8_calibration"]
     model = onnx.load(os.path.join(out, "model.onnx"))
-    assert manifest["opset"] == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert manifest["opset"] == model_opset(model)
     claimed = manifest["val"]
     det = Detector(out, conf=claimed["conf"], iou=claimed["iou"])
     got = evaluate(det, load_dataset(data, split=claimed["split"]))
@@ -152,5 +153,4 @@ def test_int8_trt_manifest_records_the_opset_of_the_shipped_file(tmp_path):
         manifest = build_bundle("yolo11n", out, precision="int8", calib=str(calib), calib_count=4, imgsz=64,
                                 target_trt=target)
         model = onnx.load(os.path.join(out, "model.onnx"))
-        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        assert manifest["opset"] == opset == expected, target
+        assert manifest["opset"] == model_opset(model) == expected, target
