@@ -129,7 +129,8 @@ def support_for(target_trt):
     return key, row
 
 
-def _load(model_or_path):
+def load_onnx(model_or_path, external_data=False):
+    """A ModelProto as is, or the ONNX file at a path; a missing or unreadable file is a UserInputError naming it."""
     import onnx
 
     if isinstance(model_or_path, onnx.ModelProto):
@@ -138,7 +139,7 @@ def _load(model_or_path):
     if not os.path.isfile(path):
         raise UserInputError("{}: no such ONNX file".format(path))
     try:
-        return onnx.load(path, load_external_data=False)
+        return onnx.load(path, load_external_data=external_data)
     except Exception as exc:  # protobuf decode errors have no common base class
         raise UserInputError("{}: not a readable ONNX model ({})".format(path, exc)) from None
 
@@ -231,7 +232,7 @@ def _is_standard(node):
 
 def check_onnx(model_path, target_trt):
     """Report every node or attribute TensorRT `target_trt` cannot take (see the module docstring)."""
-    model = _load(model_path)
+    model = load_onnx(model_path)
     key, row = support_for(target_trt)
     support = load_support()
     opset = model_opset(model, default=1)

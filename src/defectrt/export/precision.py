@@ -39,7 +39,7 @@ import re
 import tempfile
 
 from defectrt.errors import DefectrtError, UserInputError
-from defectrt.export.check import model_opset
+from defectrt.export.check import load_onnx, model_opset
 from defectrt.export.islands import ISLAND_MARK
 from defectrt.fileio import atomic_path, check_output
 
@@ -66,16 +66,7 @@ def _onnx():
 
 
 def _load(model):
-    onnx = _onnx()
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = os.fspath(model)
-    if not os.path.isfile(path):
-        raise UserInputError("{}: no such ONNX file".format(path))
-    try:
-        return onnx.load(path)
-    except Exception as exc:  # DecodeError and friends
-        raise UserInputError("{}: not a readable ONNX model ({})".format(path, exc))
+    return load_onnx(model, external_data=True)
 
 
 def _require_modelopt(what):
