@@ -3,7 +3,6 @@ import json
 import logging
 import os
 
-import numpy as np
 import pytest
 
 from defectrt import Detector

@@ -10,7 +10,7 @@ import pytest
 
 from defectrt import Detector
 from defectrt.errors import UserInputError
-from defectrt.runtime import cuda_buffers, tensorrt_backend
+from defectrt.runtime import cuda_buffers
 from defectrt.runtime.cuda_buffers import BufferSet, CudaGraph
 from defectrt.runtime.tensorrt_backend import (IOTensor, TensorRTBackend, check_input_shape, parse_version,
                                                select_api)

@@ -401,7 +401,6 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
             cfg["model"], cfg["data"], len(train_set), len(val_set), imgsz[0], imgsz[1],
             " (random {}x{} crops)".format(*cfg["crop"]) if cfg["crop"] else "", cfg["epochs"], save_dir))
 
-    names = list(train_set.names)
     metrics = history[-1]["metrics"] if history else None
     epoch = start_epoch
     done_here = 0
