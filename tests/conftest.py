@@ -17,6 +17,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module (exports trace on one thread anyway; tiny training tensors gain
+    nothing from more): on a shared 2-core machine more OpenMP threads only spin. Use with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def demo_bundle(tmp_path_factory):
     """demo:screw built into an FP32 bundle by the export API (what `make demo` builds), once per session."""

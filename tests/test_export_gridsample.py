@@ -15,13 +15,7 @@ from defectrt.models.dysample import DySample  # noqa: E402
 from defectrt.models.gridsample_lowered import grid_sample_border_bilinear  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Exports trace on one thread anyway; on a shared 2-core machine more OpenMP threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference(x, grid):

@@ -19,13 +19,7 @@ from defectrt.export.islands import island_intact, island_nodes, repair_island  
 from defectrt.export.onnx import choose_grid_sample, export_onnx  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Exports trace on one thread anyway; on a shared 2-core machine more OpenMP threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 IMGSZ = 160
 CONTRACT_KEYS = {"names", "imgsz", "stride", "variant", "grid_sample", "nms", "defectrt_version", "weights_sha256",
