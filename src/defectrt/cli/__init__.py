@@ -17,6 +17,17 @@ from defectrt.errors import DefectrtError
 _COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
 
 
+def imgsz_arg(values):
+    """--imgsz as given (`nargs="+"` ints: N or H W) -> (h, w), or None when it was not given."""
+    if not values:
+        return None
+    if len(values) not in (1, 2):
+        from defectrt.errors import UserInputError
+
+        raise UserInputError("--imgsz takes one value or two (H W)")
+    return int(values[0]), int(values[-1])
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="defectrt",

@@ -1,6 +1,8 @@
 """`defectrt data synth`: procedurally generated YOLO datasets (screw and PCB defects)."""
 from __future__ import annotations
 
+from defectrt.cli import imgsz_arg
+
 
 def register(sub):
     p = sub.add_parser("data", help="datasets: generate synthetic defect datasets")
@@ -28,13 +30,8 @@ def register(sub):
 
 def run_synth(args):
     from defectrt.data.synth import write_dataset
-    from defectrt.errors import UserInputError
 
-    imgsz = None
-    if args.imgsz:
-        if len(args.imgsz) not in (1, 2):
-            raise UserInputError("--imgsz takes one value or two (H W)")
-        imgsz = (args.imgsz[0], args.imgsz[-1])
+    imgsz = imgsz_arg(args.imgsz)
     s = write_dataset(args.output, kind=args.kind, n=args.n, imgsz=imgsz, seed=args.seed,
                       val_fraction=args.val_fraction, fmt=args.format, force=args.force, progress=not args.quiet)
     objects = sum(s["instances"].values())

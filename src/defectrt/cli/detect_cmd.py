@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from defectrt.cli import imgsz_arg
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265")
 RESULTS = "results.jsonl"
@@ -199,12 +201,11 @@ def run(args):
     from defectrt.runtime.detector import Detector
 
     kind, value = classify_source(args.source)
-    if args.imgsz and len(args.imgsz) not in (1, 2):
-        raise UserInputError("--imgsz takes one value or two (H W)")
+    imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
     det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                   classes=args.classes, threads=args.threads, imgsz=args.imgsz, plugins=args.plugins,
+                   classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
                    device=args.device)
     done = 0
     with contextlib.ExitStack() as stack:

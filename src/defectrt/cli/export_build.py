@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 
+from defectrt.cli import imgsz_arg
+
 
 def register(export_sub):
     p = export_sub.add_parser(
@@ -60,13 +62,12 @@ def run(args):
         return 0
     if not args.output:
         raise UserInputError("-o/--output BUNDLE is required")
-    if args.imgsz and len(args.imgsz) not in (1, 2):
-        raise UserInputError("--imgsz takes one value or two (H W)")
     if args.calib_count < 100 and args.precision == "int8":
         logging.getLogger("defectrt").warning("--calib-count %d is below 100: INT8 scales may be poorly estimated", args.calib_count)
     manifest = bundle.build_bundle(
         args.model, args.output, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
-        int8_flavour=args.int8_flavour, calib_method=args.calib_method, target_trt=args.target_trt, imgsz=args.imgsz, batch=args.batch,
+        int8_flavour=args.int8_flavour, calib_method=args.calib_method, target_trt=args.target_trt,
+        imgsz=imgsz_arg(args.imgsz), batch=args.batch,
         dynamic_batch=args.dynamic_batch, max_batch=args.max_batch, workspace=args.workspace,
         timing_cache=args.timing_cache, dla_core=args.dla_core, val=args.val, conf=args.conf, iou=args.iou,
         opset=args.opset, grid_sample=args.grid_sample, plugins=args.plugins, force=args.force,

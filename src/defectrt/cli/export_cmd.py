@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import json
 
+from defectrt.cli import imgsz_arg
+
 
 def _register_onnx(export_sub):
     p = export_sub.add_parser(
@@ -41,14 +43,12 @@ def _register_onnx(export_sub):
 def _run_onnx(args):
     import logging
 
-    from defectrt.errors import UserInputError
     from defectrt.export.onnx_export import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if args.imgsz is not None and len(args.imgsz) not in (1, 2):
-        raise UserInputError("--imgsz takes one value or two (H W)")
+    imgsz = imgsz_arg(args.imgsz)
     result = export_onnx(
-        args.model, args.output, imgsz=tuple(args.imgsz) if args.imgsz else None, batch=args.batch,
+        args.model, args.output, imgsz=imgsz, batch=args.batch,
         dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw, opset=args.opset, grid_sample=args.grid_sample,
         target_trt=args.target_trt, simplify=not args.no_simplify, nms=args.nms, force=args.force,
         nms_conf=args.conf, nms_iou=args.iou, nms_max_det=args.max_det,

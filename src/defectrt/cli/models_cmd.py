@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from defectrt.cli import imgsz_arg
+
 
 def register(sub):
     p = sub.add_parser("models", help="list the model zoo with parameters and GFLOPs")
@@ -27,16 +29,12 @@ def table(imgsz=640, nc=80, scales="nsmlx", variants=None):
 
 
 def run(args):
-    from defectrt.errors import UserInputError
-
-    if len(args.imgsz) not in (1, 2):
-        raise UserInputError("--imgsz takes one value or two (H W)")
-    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    imgsz = imgsz_arg(args.imgsz)
     rows = table(imgsz, args.nc, args.scales, args.variant)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    size = "x".join(str(v) for v in args.imgsz) if len(args.imgsz) == 2 else "{0}x{0}".format(args.imgsz[0])
+    size = "{}x{}".format(*imgsz)
     print("{:<20} {:>12} {:>10}".format("model", "params", "GFLOPs@" + size))
     for r in rows:
         print("{:<20} {:>12,} {:>10.2f}".format(r["model"], r["params"], r["gflops"]))

@@ -1,6 +1,8 @@
 """`defectrt train`: train a YOLO11 detector on a YOLO dataset (compact CPU-friendly trainer)."""
 from __future__ import annotations
 
+from defectrt.cli import imgsz_arg
+
 
 def register(sub):
     p = sub.add_parser(
@@ -53,9 +55,7 @@ def run(args):
 
     if not args.resume and (not args.model or not args.data):
         raise UserInputError("--model and --data are required (unless --resume)")
-    if len(args.imgsz) not in (1, 2):
-        raise UserInputError("--imgsz takes one value or two (H W)")
-    imgsz = (args.imgsz[0], args.imgsz[-1])
+    imgsz = imgsz_arg(args.imgsz)
 
     def log(msg):
         print(msg, flush=True)

@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+from defectrt.cli import imgsz_arg
+
 RUNTIME_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
 
@@ -60,14 +62,9 @@ def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="
 def run(args):
     from defectrt.data.dataset import load_dataset
     from defectrt.data.val import evaluate, format_table
-    from defectrt.errors import UserInputError
     from defectrt.fileio import atomic_write_bytes, check_output
 
-    imgsz = None
-    if args.imgsz:
-        if len(args.imgsz) not in (1, 2):
-            raise UserInputError("--imgsz takes one value or two (H W)")
-        imgsz = (args.imgsz[0], args.imgsz[-1])
+    imgsz = imgsz_arg(args.imgsz)
     if args.json:
         check_output(args.json, args.force)  # fail before a long run, not after it
     dataset = load_dataset(args.data, args.split)
