@@ -125,6 +125,8 @@ def test_demo_int8_bundle_gives_the_val_metrics_its_manifest_claims(tmp_path, ca
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["precision"] == "int8" and manifest["int8_flavour"] == "cpu"
     assert "entropy" in manifest["int8_calibration"] and "12 images" in manifest["int8_calibration"]
+    assert "stem" in manifest["int8_unquantized"] and "DySample islands" in manifest["int8_unquantized"]
+    assert manifest["grid_sample"] == "lowered"  # auto, for ONNX Runtime on a CPU: the faster form there
     model = onnx.load(os.path.join(out, "model.onnx"))
     assert manifest["opset"] == model_opset(model)
     claimed = manifest["val"]

@@ -212,6 +212,11 @@ def test_auto_grid_sample_rule():
     assert choose_grid_sample("auto", True, 13, None)[0] == "lowered"
     assert choose_grid_sample("auto", True, 20, "10.3")[0] == "lowered"
     assert choose_grid_sample("lowered", False, 17, None)[0] == "none"
+    # a file for ONNX Runtime on a CPU: auto lowers (faster there) unless a TensorRT target or the user says native
+    mode, reason = choose_grid_sample("auto", True, 17, None, for_cpu=True)
+    assert mode == "lowered" and "ONNX Runtime" in reason
+    assert choose_grid_sample("auto", True, 17, "10.3", for_cpu=True)[0] == "native"
+    assert choose_grid_sample("native", True, 17, None, for_cpu=True)[0] == "native"
     with pytest.raises(UserInputError):
         choose_grid_sample("bicubic", True, 17, None)
 

@@ -183,6 +183,18 @@ def _ort_fp16_quantize_rounds():
     return s.run(None, {"x": np.array([0.06, -0.06], np.float16)})[0].tolist() == [1, -1]
 
 
+def _reads_dequantized(model, node_name):
+    """Does node `node_name` read any DequantizeLinear output (is it quantized)?"""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    node = next(n for n in model.graph.node if n.name == node_name)
+    return any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in node.input)
+
+
+def _convs(path):
+    """Names of the Conv nodes of a model, in graph order."""
+    return [n.name for n in onnx.load(path).graph.node if n.op_type == "Conv"]
+
+
 def _meta(path):
     return {p.key: p.value for p in onnx.load(path).metadata_props}
 
@@ -330,6 +342,31 @@ def test_decode_tail_and_feeders_of_the_tiny_model(tiny_onnx):
     assert any(n.startswith("/up/") and "/sampler/" not in n for n in feeders)  # the offset arithmetic
 
 
+def test_stem_nodes(tiny_onnx):
+    m = onnx.load(tiny_onnx)
+    ops = {n.name: n.op_type for n in m.graph.node}
+    first, second = _convs(tiny_onnx)[:2]
+    stem = P.stem_nodes(m)
+    assert stem[0] == first and sorted(ops[n] for n in stem) == ["Conv", "Mul", "Sigmoid"]  # conv + SiLU
+    assert second not in stem
+
+    # An in-graph normalisation before the first conv belongs to the stem; a graph without a weighted
+    # layer has no stem.
+    F32 = onnx.TensorProto.FLOAT
+    inits = [onnx.numpy_helper.from_array(np.float32(255.0), "k"),
+             onnx.numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w1"),
+             onnx.numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w2")]
+    nodes = [onnx.helper.make_node("Div", ["images", "k"], ["x"], name="norm"),
+             onnx.helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1"),
+             onnx.helper.make_node("Relu", ["c1"], ["r1"], name="act1"),
+             onnx.helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+             onnx.helper.make_node("Add", ["c2", "r1"], ["y"], name="residual")]
+    g = _graph(nodes, [_vi("images", shape=(1, 3, 8, 8))], [_vi("y", shape=(1, 4, 8, 8))], inits)
+    assert P.stem_nodes(g) == ["norm", "conv1", "act1"]
+    del g.graph.node[1:]
+    assert P.stem_nodes(g) == []
+
+
 def test_int8_cpu_flavour(tiny_onnx, calib_dir, test_images, tmp_path):
     out = str(tmp_path / "int8_cpu.onnx")
     with pytest.warns(UserWarning, match="fewer than 100"):
@@ -350,8 +387,17 @@ def test_int8_cpu_flavour(tiny_onnx, calib_dir, test_images, tmp_path):
     # convs' outputs entering the tail may be quantized, as in TensorRT's INT8 conv)
     tail = set(P.decode_tail(onnx.load(tiny_onnx)))
     assert _qdq_inside(m, tail) == []
+    # the stem stays FP32 (its output is quantized for the next conv), unless asked otherwise
+    first, second = _convs(tiny_onnx)[:2]
+    assert not _reads_dequantized(m, first) and _reads_dequantized(m, second)
     meta = _meta(out)
     assert meta["precision"] == "int8" and meta["int8_flavour"] == "cpu" and meta["names"].startswith("{")
+    assert "stem (3 nodes)" in meta["int8_unquantized"] and "DySample islands" in meta["int8_unquantized"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        all_in = P.quantize_int8(tiny_onnx, str(tmp_path / "stem.onnx"), calib_dir, calib_count=24, flavour="cpu",
+                                 quantize_stem=True)
+    assert _reads_dequantized(onnx.load(all_in), first) and "stem" not in _meta(all_in)["int8_unquantized"]
 
     blob = _blob(test_images, TINY)
     box_corr, box_rel, score_corr, score_err = _agreement(_run(tiny_onnx, blob), _run(out, blob))
@@ -441,6 +487,8 @@ def test_int8_trt_flavour(tiny_onnx, calib_dir, test_images, tmp_path, target):
     else:  # FP16 outside the island
         assert opset >= 19 and _fp16_tensors(out) and meta["int8_high_precision"] == "fp16"
     assert meta["precision"] == "int8" and meta["int8_flavour"] == "trt"
+    first, second = _convs(tiny_onnx)[:2]
+    assert not _reads_dequantized(m, first) and _reads_dequantized(m, second)  # the stem is left out
     blob = _blob(test_images, TINY)
     box_corr, box_rel, score_corr, score_err = _agreement(_run(tiny_onnx, blob), _run(out, blob))
     # measured: box_rel 0.018 (8.6 and 10.3); 0.040 for 10.3 on ONNX Runtime < 1.31, whose FP16

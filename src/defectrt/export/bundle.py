@@ -47,7 +47,8 @@ def _onnx_metadata(model):
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms):
+def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms,
+                 for_cpu=False):
     if str(model_ref).endswith(".onnx"):
         if not os.path.isfile(model_ref):
             raise UserInputError("{}: no such ONNX file".format(model_ref))
@@ -57,7 +58,7 @@ def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_s
 
     result = export_onnx(
         model_ref, out_path, imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
-        grid_sample=grid_sample, target_trt=target_trt, nms=plugin_nms, force=True,
+        grid_sample=grid_sample, target_trt=target_trt, nms=plugin_nms, force=True, for_cpu=for_cpu,
     )
     return {"grid_sample_reason": getattr(result, "reason", None) or getattr(result, "grid_sample_reason", None)}
 
@@ -148,7 +149,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
 
     with atomic_dir(output, force=force) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
-        export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none")
+        # The INT8 cpu flavour is for ONNX Runtime on a CPU: "auto" grid sampling takes its faster form there.
+        export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
+                                   for_cpu=precision == "int8" and int8_flavour == "cpu")
         meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
         imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
         final = os.path.join(tmp, "model.onnx")
@@ -188,6 +191,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             "precision": precision,
             "int8_flavour": flavour,
             "int8_calibration": _onnx_metadata(final_model).get("int8_calibration") if flavour else None,
+            "int8_unquantized": _onnx_metadata(final_model).get("int8_unquantized") if flavour else None,
             # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
             "opset": model_opset(final_model),
             "grid_sample": meta.get("grid_sample", "unknown"),

@@ -15,7 +15,8 @@ Decisions (docs/EXPORT.md has the long form):
   "lowered" = gather-based subgraph every TensorRT 8.0+ parses (defectrt.models.gridsample_lowered);
   "plugin" = native, then GridSample replaced by a TensorRT plugin node (defectrt.export.plugins);
   "auto": with --target-trt: lowered below 8.5, native from 8.5; without a target: native (what ONNX
-  Runtime and TensorRT >= 8.5 run), with the reason saying how to get the lowered form.
+  Runtime and TensorRT >= 8.5 run), with the reason saying how to get the lowered form - or lowered when
+  the file is for ONNX Runtime's CPU provider (`for_cpu`, the INT8 `cpu` flavour), where it is faster.
 - Opset: 17 by default (GridSample exists from 16; opset 20 renames GridSample's modes and TensorRT then
   silently samples nearest). With a --target-trt whose parser documents a lower maximum (8.0-8.4: 13) the
   default becomes that maximum.
@@ -147,8 +148,12 @@ def _exporter_max_opset():
         return 20
 
 
-def choose_grid_sample(requested, has_dysample, opset, target_trt=None):
-    """-> (mode, reason). Raises UserInputError for combinations that cannot work."""
+def choose_grid_sample(requested, has_dysample, opset, target_trt=None, for_cpu=False):
+    """-> (mode, reason). Raises UserInputError for combinations that cannot work.
+
+    for_cpu: the file is meant for ONNX Runtime's CPU provider; "auto" without a TensorRT target then
+    picks the lowered form, the faster of the two there (BENCHMARKS.md) for the same function.
+    """
     from defectrt.export.check import parse_trt_version
 
     if requested not in GRID_SAMPLE_MODES:
@@ -188,6 +193,9 @@ def choose_grid_sample(requested, has_dysample, opset, target_trt=None):
                            "so the sampling is lowered to gathers".format(opset))
     if target is not None:
         return "native", "{} parses ONNX GridSample (8.5+), so the native op is kept".format(tname)
+    if for_cpu:
+        return "lowered", ("for ONNX Runtime's CPU provider, where the gather-based form runs faster than GridSample "
+                           "(same function); pass --grid-sample native to keep the op")
     return "native", ("no --target-trt given: native ONNX GridSample (ONNX Runtime; TensorRT >= 8.5). For JetPack 4.6 / "
                       "5.0 (TensorRT 8.0-8.4) pass --target-trt 8.2 / 8.4 or --grid-sample lowered")
 
@@ -338,14 +346,15 @@ def _model_stride(model):
 
 def export_onnx(model_or_ref, output, imgsz=None, batch=1, dynamic_batch=False, dynamic_hw=False, opset=None,
                 grid_sample="auto", target_trt=None, simplify=True, nms="none", force=False,
-                nms_conf=0.25, nms_iou=0.45, nms_max_det=300):
+                nms_conf=0.25, nms_iou=0.45, nms_max_det=300, for_cpu=False):
     """Export a detector to ONNX (see the module docstring). Returns an ExportResult.
 
     model_or_ref: nn.Module, registry name ("yolo11n-dysample"), checkpoint path (.safetensors / .pt) or demo:NAME.
     imgsz: 640 or (h, w), multiples of the model's largest stride (32); None = the checkpoint's, else 640.
     batch: fixed batch size; dynamic_batch=True makes it a dynamic axis (batch is then the export/verify batch).
     dynamic_hw: dynamic height/width axes (sizes are computed in-graph, so other sizes stay correct).
-    opset: None = 17, or the target parser's maximum when lower. grid_sample: auto | native | lowered | plugin.
+    opset: None = 17, or the target parser's maximum when lower. grid_sample: auto | native | lowered | plugin;
+    for_cpu: the file is for ONNX Runtime on a CPU ("auto" then lowers the grid sampling, see choose_grid_sample).
     target_trt: "8.2", "10.3", ... chooses the grid-sample form and opset, and the result is checked against it.
     nms: "none" (default), or "onnx" / "trt" to append NMS (defectrt.export.nms).
     """
@@ -377,7 +386,7 @@ def export_onnx(model_or_ref, output, imgsz=None, batch=1, dynamic_batch=False, 
         raise UserInputError("--imgsz {}x{} must be a multiple of {} (the model's largest stride); try {} x {}".format(
             h, w, stride, near(h), near(w)))
     has_dysample = _has_dysample(model)
-    mode, reason = choose_grid_sample(grid_sample, has_dysample, opset, target_trt)
+    mode, reason = choose_grid_sample(grid_sample, has_dysample, opset, target_trt, for_cpu=for_cpu)
     notes = []
 
     if hasattr(model, "fuse"):

@@ -24,7 +24,13 @@ produced here as an ONNX-to-ONNX step, which also runs and can be measured on ON
 
 In both flavours the island nodes, the direct producers of island inputs and the box / score decoding
 after the head's last convolutions (the "decode tail": box coordinates in pixels and sigmoid scores in
-[0, 1] end up in one tensor; one INT8 scale cannot hold both) are excluded from quantization. A
+[0, 1] end up in one tensor; one INT8 scale cannot hold both) are excluded from quantization. So is the
+stem (`stem_nodes`: the convolution that reads the image and its activation), unless
+`quantize_stem=True`: with 3 input channels it is a small share of the arithmetic but the layer that
+quantizes worst (the image's own rounding, then a weight scale per output channel over only 27 weights),
+and on ONNX Runtime it is slower in INT8 than in FP32 (its int8 kernels are poor at 3 channels, and
+quantizing the input image costs a pass of its own). Measured on the demo model (BENCHMARKS.md): the
+`trt` flavour's mAP50-95 loss and the `cpu` flavour's latency both improve with the stem left out. A
 DequantizeLinear that would still feed an island node is bypassed (the island reads the FP32 tensor),
 and tool-made Cast / Q / DQ nodes at an island boundary lose the "/sampler/" mark from their names, so
 that the engine builder's "pin every /sampler/ layer to FP32" never touches a cast or quantize layer.
@@ -209,6 +215,32 @@ def island_feeders(model):
             if p is not None and not _in_island(p) and p.op_type != "Constant" and p.name not in out:
                 out.append(p.name)
     return out
+
+
+def stem_nodes(model):
+    """Names of the stem: the first weighted layer fed by the image input, the nodes on the way to it
+    (e.g. an in-graph normalisation) and the nodes computed from those alone (its activation).
+
+    Walks the graph in its (topological) order; a node joins when every input it reads, other than
+    initializers, comes from the image input or from the stem; a second weighted layer ends it.
+    """
+    m = _load(model)
+    graph = m.graph
+    input_name = _static_input(m)[0]
+    consts = {t.name for t in graph.initializer}
+    consts.update(o for n in graph.node if n.op_type == "Constant" for o in n.output)
+    reached, stem, weighted = {input_name}, [], False
+    for node in graph.node:
+        inputs = [i for i in node.input if i and i not in consts]
+        if not inputs or not all(i in reached for i in inputs):
+            continue
+        if node.op_type in WEIGHTED_OPS:
+            if weighted:
+                continue
+            weighted = True
+        stem.append(node.name)
+        reached.update(o for o in node.output if o)
+    return stem if weighted else []
 
 
 def decode_tail(model):
@@ -465,12 +497,13 @@ def _lower_opset(model, opset):
 
 
 def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", target_trt=None, force=False,
-                  calibration_method="max", seed=0, exclude_nodes=None):
+                  calibration_method="max", seed=0, exclude_nodes=None, quantize_stem=False):
     """FP32 ONNX -> INT8 Q/DQ ONNX calibrated on images from `calib_dir` (see the module docstring).
 
     flavour: "trt" (ModelOpt, TensorRT Q/DQ placement, symmetric) or "cpu" (ONNX Runtime, uint8
     asymmetric activations, per-channel int8 weights). target_trt: e.g. "8.6" or "10.3"; 8.x keeps the
-    non-quantized part FP32 and the source opset. Returns the output path.
+    non-quantized part FP32 and the source opset. exclude_nodes: more node names to leave unquantized.
+    quantize_stem: quantize the stem too (left out by default). Returns the output path.
     """
     if flavour not in FLAVOURS:
         raise UserInputError("INT8 flavour {!r}: choose one of {}".format(flavour, ", ".join(FLAVOURS)))
@@ -488,10 +521,13 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
     reader = CalibrationReader(calib_dir, imgsz, calib_count=calib_count, seed=seed, input_name=input_name,
                                batch=batch or 1)
     islands = island_names(source)
+    tail = decode_tail(source)
+    kept = [("stem", [] if quantize_stem else stem_nodes(source)), ("DySample islands", islands),
+            ("island feeders", island_feeders(source)), ("decode tail", tail),
+            ("requested", list(exclude_nodes or []))]
     exclude = []
-    for name in islands + island_feeders(source) + decode_tail(source) + list(exclude_nodes or []):
-        if name not in exclude:
-            exclude.append(name)
+    for _, names in kept:
+        exclude.extend(n for n in names if n not in exclude)
     with tempfile.TemporaryDirectory(prefix="defectrt-int8-") as work:
         src = os.path.join(work, "model.onnx")
         _onnx().save(source, src)
@@ -507,12 +543,13 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
             else:
                 mid = os.path.join(work, "int8_fp32.onnx")
                 _onnx().save(model, mid)
-                model = _autocast(mid, [n for n in exclude if n in islands or n in set(decode_tail(source))], True)
+                model = _autocast(mid, [n for n in exclude if n in islands or n in tail], True)
                 _unmark_boundary_nodes(model, islands)
     high = "fp32" if flavour == "cpu" or (major is not None and major <= 8) else "fp16"
     _set_metadata(model, source, precision="int8", int8_flavour=flavour, int8_high_precision=high,
                   int8_calibration="{} images, {} ({})".format(len(reader.files), calibration_method,
-                                                                os.path.basename(os.path.abspath(calib_dir))))
+                                                                os.path.basename(os.path.abspath(calib_dir))),
+                  int8_unquantized=", ".join("{} ({} nodes)".format(what, len(names)) for what, names in kept if names))
     _guard(model, "INT8 quantization")
     _save(model, onnx_out, force)
     return onnx_out
@@ -592,5 +629,5 @@ def _quantize_ort(src, work, reader, exclude, calibration_method):
     return _onnx().load(out)
 
 
-__all__ = ["convert_fp16", "quantize_int8", "island_violations", "decode_tail", "island_feeders", "PrecisionError",
-           "MODELOPT_HINT"]
+__all__ = ["convert_fp16", "quantize_int8", "island_violations", "decode_tail", "island_feeders", "stem_nodes",
+           "PrecisionError", "MODELOPT_HINT"]
