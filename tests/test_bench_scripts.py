@@ -66,12 +66,13 @@ def test_bench_precision_measures_latency_and_val_accuracy_of_each_file(tmp_path
     write_dataset(data, kind="screw", n=6, imgsz=(128, 128), seed=3, val_fraction=0.5, progress=False)
     out = str(tmp_path / "p.json")
     report = bench_precision.main(["--model", "yolo11n", "--imgsz", "128", "--precisions", "fp32,int8-cpu",
-                                   "--calib", os.path.join(data, "images", "train"), "--calib-count", "3",
+                                   "--calib", os.path.join(data, "images", "train"), "--calib-count", "2", "--calib-seed", "1",
                                    "--warmup", "1", "--rounds", "2", "--per-round", "2", "--threads", "1",
                                    "--val", data, "--json", out])
     assert json.load(open(out)) == json.loads(json.dumps(report))
     res = report["results"]
     assert set(res) == {"fp32", "int8-cpu"} and res["fp32"]["runs"] == 4
+    assert report["settings"]["calib_seed"] == 1
     assert res["fp32"]["speedup_vs_fp32"] == 1.0 and res["fp32"]["val"]["delta_map50_95_points"] == 0.0
     v = res["int8-cpu"]["val"]
     assert v["delta_map50_95_points"] == pytest.approx(100 * (v["map50_95"] - res["fp32"]["val"]["map50_95"]))
