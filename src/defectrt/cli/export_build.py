@@ -35,7 +35,9 @@ def register(export_sub):
     p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated")
     p.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Xavier / Orin AGX, NX)")
     p.add_argument("--val", metavar="DATA", help="dataset to measure mAP of FP32 and of the final precision")
-    p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto")
+    p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto",
+                   help="DySample sampling form (default auto: from --target-trt; lowered for --int8-flavour cpu, "
+                   "the faster form on ONNX Runtime)")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.4)")
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
