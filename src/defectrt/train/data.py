@@ -75,8 +75,15 @@ def random_affine(img, boxes, out_hw, rng, scale=0.0, translate=0.0, min_side=2.
     if s == 1.0 and m[0, 2] == 0 and m[1, 2] == 0 and (ih, iw) == (h, w):
         return img, boxes
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
+    return out, _warp_boxes(boxes, s, m, out_hw, min_side, min_area_ratio)
+
+
+def _warp_boxes(boxes, s, m, out_hw, min_side=2.0, min_area_ratio=0.25):
+    """Boxes (N, 5) [cls, x1, y1, x2, y2] through the zoom `s` and shift of the 2x3 matrix `m`, clipped to
+    the output and dropped when smaller than `min_side` pixels or less than `min_area_ratio` visible."""
     if len(boxes) == 0:
-        return out, boxes
+        return boxes
+    h, w = out_hw
     b = boxes[:, 1:5].copy()
     b[:, [0, 2]] = b[:, [0, 2]] * s + m[0, 2]
     b[:, [1, 3]] = b[:, [1, 3]] * s + m[1, 2]
@@ -85,7 +92,7 @@ def random_affine(img, boxes, out_hw, rng, scale=0.0, translate=0.0, min_side=2.
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
     bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     keep = (bw > min_side) & (bh > min_side) & (bw * bh > min_area_ratio * np.maximum(full_area, 1e-6))
-    return out, np.concatenate([boxes[keep, :1], b[keep]], 1).astype(np.float32)
+    return np.concatenate([boxes[keep, :1], b[keep]], 1).astype(np.float32)
 
 
 class TrainDataset(torch.utils.data.Dataset):
@@ -199,17 +206,7 @@ def _scaled_affine(img, boxes, out_hw, s, rng, translate):
     m = np.array([[s, 0, w / 2.0 + tx - s * iw / 2.0], [0, s, h / 2.0 + ty - s * ih / 2.0]], np.float32)
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
                          borderValue=(PAD_VALUE,) * 3)
-    if len(boxes) == 0:
-        return out, boxes
-    b = boxes[:, 1:5].copy()
-    b[:, [0, 2]] = b[:, [0, 2]] * s + m[0, 2]
-    b[:, [1, 3]] = b[:, [1, 3]] * s + m[1, 2]
-    full = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    b[:, [0, 2]] = b[:, [0, 2]].clip(0, w)
-    b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
-    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    keep = (bw > 2) & (bh > 2) & (bw * bh > 0.25 * np.maximum(full, 1e-6))
-    return out, np.concatenate([boxes[keep, :1], b[keep]], 1).astype(np.float32)
+    return out, _warp_boxes(boxes, s, m, out_hw)
 
 
 def collate(batch):
