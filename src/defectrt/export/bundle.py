@@ -169,6 +169,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
                           target_trt=target_trt, calibration_method=calib_method, force=True)
         final_model = onnx.load(final, load_external_data=False)
+        final_meta = _onnx_metadata(final_model)
         if precision != "fp32":
             from defectrt.export.precision import island_violations
 
@@ -190,8 +191,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                           "color": "RGB", "scale": "1/255", "layout": "NCHW"},
             "precision": precision,
             "int8_flavour": flavour,
-            "int8_calibration": _onnx_metadata(final_model).get("int8_calibration") if flavour else None,
-            "int8_unquantized": _onnx_metadata(final_model).get("int8_unquantized") if flavour else None,
+            "int8_calibration": final_meta.get("int8_calibration") if flavour else None,
+            "int8_unquantized": final_meta.get("int8_unquantized") if flavour else None,
             # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
             "opset": model_opset(final_model),
             "grid_sample": meta.get("grid_sample", "unknown"),

@@ -26,10 +26,9 @@ In both flavours the island nodes, the direct producers of island inputs and the
 after the head's last convolutions (the "decode tail": box coordinates in pixels and sigmoid scores in
 [0, 1] end up in one tensor; one INT8 scale cannot hold both) are excluded from quantization. So is the
 stem (`stem_nodes`: the convolution that reads the image and its activation), unless
-`quantize_stem=True`: with 3 input channels it is a small share of the arithmetic but the layer that
-quantizes worst (the image's own rounding, then a weight scale per output channel over only 27 weights),
-and on ONNX Runtime it is slower in INT8 than in FP32 (its int8 kernels are poor at 3 channels, and
-quantizing the input image costs a pass of its own). Measured on the demo model (BENCHMARKS.md): the
+`quantize_stem=True`: with 3 input channels it is a small share of the arithmetic, and on ONNX Runtime
+it is slower in INT8 than in FP32 (its int8 kernels are poor at 3 channels, and quantizing the input
+image costs a pass of its own). Measured on the demo model (BENCHMARKS.md): the
 `trt` flavour's mAP50-95 loss and the `cpu` flavour's latency both improve with the stem left out. A
 DequantizeLinear that would still feed an island node is bypassed (the island reads the FP32 tensor),
 and tool-made Cast / Q / DQ nodes at an island boundary lose the "/sampler/" mark from their names, so
