@@ -2,8 +2,10 @@
 
 Results are JSON lines (one per image / frame: source, frame, image_shape, detections), printed with
 --json and written to SAVE_DIR/results.jsonl; annotated images / an mp4 (mp4v) go to SAVE_DIR. An
-unreadable image in a folder is reported on stderr and skipped; a video that cannot be opened is an
-error. Nothing existing is replaced without --force.
+unreadable, truncated or non-regular image file in a folder is reported on stderr, skipped and counted;
+a video that cannot be opened is an error, one that ends before its frame count a warning. SAVE_DIR is
+never the input's folder; nothing existing is replaced without --force, and --force replaces only files
+an earlier run wrote there (defectrt.fileio.claim_outputs).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 
 from defectrt.cli import imgsz_arg
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from defectrt.runtime.media import IMAGE_EXTS
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265")
 RESULTS = "results.jsonl"
 
@@ -49,6 +51,9 @@ def classify_source(source):
         return "video", text
     if os.path.isdir(text):
         return "folder", text
+    if os.path.exists(text) and not os.path.isfile(text):
+        raise UserInputError("{}: not a regular file (a FIFO, socket or device); defectrt reads images and videos "
+                             "from regular files only".format(text))
     if not os.path.isfile(text):
         raise UserInputError("{}: no such file or folder (and not a camera index)".format(text))
     ext = os.path.splitext(text)[1].lower()
@@ -61,12 +66,14 @@ def classify_source(source):
 
 
 def folder_images(folder):
+    """-> (image paths, [(path, why)] skipped before reading: not regular files)."""
     from defectrt.errors import UserInputError
+    from defectrt.runtime.media import list_images
 
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
-    if not files:
+    paths, skipped = list_images(folder)
+    if not paths and not skipped:
         raise UserInputError("{}: no images ({}) in this folder".format(folder, " ".join(IMAGE_EXTS)))
-    return [os.path.join(folder, f) for f in files]
+    return paths, skipped
 
 
 def annotate(img, dets):
@@ -111,11 +118,15 @@ class _Frames(object):
         self.total = None
         self.fps = 30.0
         self.cap = None
+        self.read = 0
         if kind in ("video", "camera"):
             self._open_capture()
         else:
-            self.paths = folder_images(value) if kind == "folder" else [value]
+            self.paths, skipped = folder_images(value) if kind == "folder" else ([value], [])
+            for path, why in skipped:
+                self._skip(path, why)
             self.total = len(self.paths)
+            self.listed = len(self.paths) + len(skipped)
 
     def _open_capture(self):
         import cv2
@@ -132,47 +143,69 @@ class _Frames(object):
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.total = count if self.kind == "video" and count > 0 else None
 
+    def _skip(self, path, why):
+        print("defectrt detect: skipping {}: {}".format(path, why), file=self.err)
+        self.skipped.append((path, why))
+
     def close(self):
         if self.cap is not None:
             self.cap.release()
 
+    def report(self):
+        """Warn, with counts, about what was not processed (never a silent partial result)."""
+        if self.skipped:
+            counts = {}
+            for _, why in self.skipped:
+                key = why.split(":")[0].split(";")[0].split(" (")[0]
+                counts[key] = counts.get(key, 0) + 1
+            print("defectrt detect: warning: {} of {} image file(s) skipped ({}): {}".format(
+                len(self.skipped), self.listed, "; ".join("{} {}".format(v, k) for k, v in sorted(counts.items())),
+                ", ".join(p for p, _ in self.skipped)), file=self.err)
+        if self.kind == "video" and self.total and self.read < self.total:
+            print("defectrt detect: warning: {} ended after {} of its {} frames (truncated or corrupt); the results "
+                  "cover only those".format(self.value, self.read, self.total), file=self.err)
+
     def __iter__(self):
-        import cv2
+        from defectrt.runtime.media import ImageProblem, read_image
 
         if self.cap is not None:
-            index = 0
+            self.read = 0
             try:
                 while True:
                     ok, frame = self.cap.read()
                     if not ok:
                         break
-                    self.meta.append((str(self.value), index, frame))
+                    self.meta.append((str(self.value), self.read, frame))
                     yield frame
-                    index += 1
+                    self.read += 1
             finally:
                 self.cap.release()
             return
         for path in self.paths:
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-            if img is None:
-                print("defectrt detect: skipping {}: cannot read it as an image (corrupt or unsupported)".format(path),
-                      file=self.err)
-                self.skipped.append(path)
+            try:
+                img = read_image(path)
+            except ImageProblem as exc:
+                self._skip(path, str(exc))
                 continue
             self.meta.append((path, None, img))
             yield img
 
 
 def _check_outputs(args, frames):
-    """Fail before any work when an output exists and --force was not given."""
-    from defectrt.fileio import check_output
+    """Fail before any work when an output exists and --force was not given, when --force would replace a
+    file this tool did not write, or when --save-dir is the input's folder."""
+    from defectrt.fileio import claim_outputs
 
     if not args.save_dir:
         return
-    os.makedirs(args.save_dir, exist_ok=True)
-    check_output(os.path.join(args.save_dir, RESULTS), args.force)
-    for path in _media_outputs(args, frames):
-        check_output(path, args.force)
+    if frames.kind == "folder":
+        input_dirs = [frames.value]
+    elif frames.kind in ("image", "video") and "://" not in str(frames.value):
+        input_dirs = [os.path.dirname(os.path.abspath(frames.value))]
+    else:
+        input_dirs = []
+    names = [RESULTS] + [os.path.basename(p) for p in _media_outputs(args, frames)]
+    claim_outputs(args.save_dir, names, args.force, input_dirs, tool="defectrt detect")
 
 
 def _media_outputs(args, frames):
@@ -238,9 +271,7 @@ def run(args):
         finally:
             stream.close()  # stops the reader thread before the capture is released
             frames.close()
-        if frames.skipped:
-            print("defectrt detect: {} file(s) skipped: {}".format(len(frames.skipped), ", ".join(frames.skipped)),
-                  file=sys.stderr)
+        frames.report()
         if done == 0 and kind in ("image", "folder"):  # raised inside: no empty results.jsonl is left behind
             raise UserInputError("{}: no image could be read".format(args.source))
     if args.save_dir:

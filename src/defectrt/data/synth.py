@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 
 import cv2
 import numpy as np
 
 from defectrt.errors import UserInputError
-from defectrt.fileio import atomic_dir
+from defectrt.fileio import atomic_dir, describe_foreign, foreign_entries, is_temporary
 
 SCREW_NAMES = ("scratch", "dent", "coating", "unprocessed")
 PCB_NAMES = ("missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper")
@@ -927,6 +928,21 @@ def data_yaml(path, names, train="images/train", val="images/val", comment=None)
     return "\n".join(lines) + "\n"
 
 
+# Every file write_dataset writes; anything else in a folder means the user put it there.
+_OUR_FILES = re.compile(r"^(data\.yaml|synth\.json|images/(train|val)/[a-z]+_\d{6}\.(png|jpg)|labels/(train|val)/[a-z]+_\d{6}\.txt)$")
+
+
+def our_dataset(folder):
+    """For atomic_dir: None when `folder` may be replaced (empty, or a synthetic dataset of ours and nothing
+    else), else the reason it may not."""
+    if not os.listdir(folder):
+        return None
+    if not os.path.isfile(os.path.join(folder, "synth.json")):
+        return "it is not a dataset written by `defectrt data synth` (no synth.json)"
+    return describe_foreign(foreign_entries(folder, lambda rel: bool(_OUR_FILES.match(rel)) or is_temporary(rel)),
+                            "a synthetic dataset")
+
+
 def write_dataset(out, kind="screw", n=500, imgsz=None, seed=0, val_fraction=0.2, fmt="png", force=False,
                   progress=True):
     """Generate a dataset into folder `out` (replaced only with `force`); returns a summary dict.
@@ -956,7 +972,7 @@ def write_dataset(out, kind="screw", n=500, imgsz=None, seed=0, val_fraction=0.2
     gen_s = 0.0
     t0 = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, ours=our_dataset) as tmp:
         for split in ("train", "val"):
             os.makedirs(os.path.join(tmp, "images", split))
             os.makedirs(os.path.join(tmp, "labels", split))

@@ -23,7 +23,7 @@ import numpy as np
 
 from defectrt import __version__
 from defectrt.errors import UserInputError
-from defectrt.fileio import atomic_dir, atomic_path, sha256_file
+from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 
 log = logging.getLogger("defectrt")
 
@@ -147,7 +147,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         raise UserInputError("--engine was asked for, but TensorRT is not installed here")
     imgsz = _imgsz(imgsz)
 
-    with atomic_dir(output, force=force) as tmp, tempfile.TemporaryDirectory() as work:
+    with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
         # The INT8 cpu flavour is for ONNX Runtime on a CPU: "auto" grid sampling takes its faster form there.
         export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
@@ -181,6 +181,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
         names = json.loads(meta.get("names", "{}")) or {}
+        from defectrt.runtime.modelinfo import parse_names
+
+        parse_names(names, "{}: its `names` metadata".format(model))  # bounded ids, before they reach a manifest
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -254,14 +257,42 @@ def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
     )
 
 
+def our_bundle(folder):
+    """For atomic_dir: None when `folder` may be replaced by a new bundle, else the reason it may not.
+
+    Only an empty folder, or a bundle of ours holding nothing but the files its manifest lists, goes:
+    `--force` on a dataset, a home folder or a bundle the user added files to is refused.
+    """
+    from defectrt.runtime.bundle import read_manifest
+
+    if not os.listdir(folder):
+        return None
+    try:
+        listed = set(read_manifest(folder, verify=False)["files"]) | {MANIFEST}
+    except UserInputError:
+        return "it is not a defectrt bundle (no valid {} of format {!r})".format(MANIFEST, FORMAT)
+    return describe_foreign(foreign_entries(folder, lambda rel: rel in listed or is_temporary(rel)), "the bundle")
+
+
 def write_manifest(folder, manifest):
-    """Hash every file of the bundle (but the manifest) and write the manifest atomically."""
+    """Hash every file of the bundle (but the manifest) and write the manifest atomically.
+
+    Every path written obeys the reader's rules (relative, normalised, inside the folder): a link in the
+    bundle is refused rather than hashed through.
+    """
+    from defectrt.runtime.bundle import check_relpath
+
     files = {}
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
-            if rel != MANIFEST and not name.startswith(".tmp-"):
-                files[rel] = sha256_file(os.path.join(root, name))
+    where = os.path.join(folder, MANIFEST)
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not is_temporary(d))
+        for name in dirs + sorted(names):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, folder).replace(os.sep, "/")
+            if os.path.islink(full):
+                raise UserInputError("{}: {} is a symbolic link; a bundle holds its own files".format(folder, rel))
+            if name in names and rel != MANIFEST and not is_temporary(name):
+                files[check_relpath(rel, where)] = sha256_file(full)
     manifest["files"] = dict(sorted(files.items()))
     with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
         with open(tmp, "w") as f:

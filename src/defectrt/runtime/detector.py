@@ -19,7 +19,7 @@ import numpy as np
 
 from defectrt.errors import UserInputError
 from defectrt.runtime import bundle as bundle_mod
-from defectrt.runtime import modelinfo
+from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
 from defectrt.runtime.preprocess import preprocess as _preprocess
@@ -52,7 +52,8 @@ def _sibling_names(engine_path):
     if not bundle_mod.is_bundle(folder):
         return {}
     try:
-        return modelinfo.parse_names(bundle_mod.read_manifest(folder, verify=False).get("names"))
+        return modelinfo.parse_names(bundle_mod.read_manifest(folder, verify=False).get("names"),
+                                     os.path.join(folder, bundle_mod.MANIFEST))
     except UserInputError:
         return {}
 
@@ -77,6 +78,8 @@ class Detector(object):
                  imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None):
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
+        threads = limits.check_threads(threads)
+        self._check_thresholds(conf, iou, max_det)  # before a model is loaded: a typo costs no load time
         self.manifest = None
         stored = {}
         if _is_backend_object(model):
@@ -93,25 +96,25 @@ class Detector(object):
         self.imgsz = self.imgsz or modelinfo.parse_imgsz(getattr(self.backend, "imgsz", None))
         if self.imgsz is None:
             raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
+        self.imgsz = limits.check_imgsz(self.imgsz)
         self.names = dict(getattr(self.backend, "names", None) or {})
         if self.manifest is not None and self.manifest.get("names"):
-            self.names.update(modelinfo.parse_names(self.manifest["names"]))
-        self.conf = float(conf if conf is not None else stored.get("conf", DEFAULTS["conf"]))
-        self.iou = float(iou if iou is not None else stored.get("iou", DEFAULTS["iou"]))
-        self.max_det = int(max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"]))
-        self.classes = None if classes is None else [int(c) for c in classes]
-        self._check_thresholds()
+            self.names.update(modelinfo.parse_names(self.manifest["names"], bundle_mod.MANIFEST + " `names`"))
+        self.conf, self.iou, self.max_det = self._check_thresholds(
+            conf if conf is not None else stored.get("conf", DEFAULTS["conf"]),
+            iou if iou is not None else stored.get("iou", DEFAULTS["iou"]),
+            max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"]))
+        self.classes = None if classes is None else [limits.check_class_id(c, "classes") for c in classes]
         self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
         self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
         self._blob = None
 
-    def _check_thresholds(self):
-        if not 0.0 <= self.conf <= 1.0:
-            raise UserInputError("conf={}: must be between 0 and 1".format(self.conf))
-        if not 0.0 <= self.iou <= 1.0:
-            raise UserInputError("iou={}: must be between 0 and 1".format(self.iou))
-        if self.max_det < 1:
-            raise UserInputError("max_det={}: must be at least 1".format(self.max_det))
+    @staticmethod
+    def _check_thresholds(conf, iou, max_det):
+        """-> (conf, iou, max_det) checked against their bounds; None stays None."""
+        return (None if conf is None else limits.check_threshold(conf, "conf"),
+                None if iou is None else limits.check_threshold(iou, "iou"),
+                None if max_det is None else limits.check_max_det(max_det))
 
     def _open(self, path, backend, threads, imgsz, plugins, device, cuda_graph):
         if os.path.isdir(path):
@@ -135,10 +138,10 @@ class Detector(object):
         raise UserInputError("{}: unknown model type; expected .onnx, .engine / .plan or a bundle folder".format(path))
 
     @staticmethod
-    def _onnxruntime(path, threads, imgsz, device):
+    def _onnxruntime(path, threads, imgsz, device, model_bytes=None):
         from defectrt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads, device=device, imgsz=imgsz)
+        return OnnxRuntimeBackend(path, threads=threads, device=device, imgsz=imgsz, model_bytes=model_bytes)
 
     def _open_bundle(self, folder, backend, threads, imgsz, plugins, device, cuda_graph):
         from defectrt.runtime import tensorrt_backend as trt_mod
@@ -162,9 +165,11 @@ class Detector(object):
                 if backend == "tensorrt":
                     raise
                 log.warning("defectrt: the engine of %s did not load (%s); falling back to ONNX Runtime", folder, exc)
-                path = os.path.join(folder, manifest.get("model", "model.onnx"))
+                path = bundle_mod.resolve_file(folder, manifest.get("model", "model.onnx"))
                 reason = "ONNX Runtime because the engine did not load: {}".format(exc)
-        return self._onnxruntime(path, threads, imgsz, device), reason
+        # The bytes hashed are the bytes run: nothing can swap the file between the check and the load.
+        model_bytes = bundle_mod.read_verified(folder, manifest, manifest.get("model", "model.onnx"))
+        return self._onnxruntime(path, threads, imgsz, device, model_bytes), reason
 
     # -- stages ---------------------------------------------------------------------------------
 

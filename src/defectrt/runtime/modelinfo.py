@@ -9,44 +9,65 @@ import ast
 import json
 
 from defectrt.errors import UserInputError
+from defectrt.runtime import limits
 
 
-def parse_names(value):
-    """`names` metadata -> {int: str}. JSON object / list, or the Python-literal dict older exporters wrote."""
+def _literal(text, parsers):
+    """Text -> the first parser's value; None when none reads it (or the text is too long / too deep)."""
+    if len(text) > limits.MAX_METADATA_CHARS:
+        return None
+    for parse in parsers:
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            continue
+    return None
+
+
+def parse_names(value, source="names"):
+    """`names` metadata -> {int: str}. JSON object / list, or the Python-literal dict older exporters wrote.
+
+    Text that is none of these gives {} (the names are then "class{i}"); ids outside 0 .. MAX_CLASSES-1
+    or more than MAX_CLASSES entries are an error naming `source`, since a table sized by them would not fit.
+    """
     if value is None or value == "":
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            try:
-                value = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                return {}
+        value = _literal(value, (json.loads, ast.literal_eval))
     if isinstance(value, (list, tuple)):
+        if len(value) > limits.MAX_CLASSES:
+            raise UserInputError("{}: {} class names, more than the {} supported; check the model's `names` "
+                                 "metadata".format(source, len(value), limits.MAX_CLASSES))
         return {i: str(n) for i, n in enumerate(value)}
     if isinstance(value, dict):
+        if len(value) > limits.MAX_CLASSES:
+            raise UserInputError("{}: {} class names, more than the {} supported; check the model's `names` "
+                                 "metadata".format(source, len(value), limits.MAX_CLASSES))
         try:
-            return {int(k): str(v) for k, v in value.items()}
-        except (TypeError, ValueError):
+            ids = [int(k) for k in value]
+        except (TypeError, ValueError, OverflowError):
             return {}
+        return {limits.check_class_id(i, source): str(v) for i, v in zip(ids, value.values())}
     return {}
 
 
 def parse_imgsz(value):
-    """`imgsz` metadata / argument -> (h, w) or None."""
+    """`imgsz` metadata / argument -> (h, w) or None (bounds are checked by resolve_imgsz / limits)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
+        value = _literal(value, (json.loads,))
+        if value is None:
             return None
-    if isinstance(value, (int, float)):
-        return int(value), int(value)
+    if isinstance(value, bool):
+        return None
     try:
+        if isinstance(value, (int, float)):
+            return int(value), int(value)
+        if len(value) > 2:
+            return None
         vals = [int(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if len(vals) == 1:
         vals = vals * 2
@@ -70,12 +91,12 @@ def resolve_imgsz(source, input_shape, metadata_imgsz=None, imgsz=None):
         if h is not None and w is not None and explicit != (h, w):
             raise UserInputError("imgsz {}: {} takes a fixed input of {}x{} (h x w); drop imgsz or re-export".format(
                 list(explicit), source, h, w))
-        return explicit
+        return limits.check_imgsz(explicit, "imgsz")
     if h is not None and w is not None:
-        return h, w
+        return limits.check_imgsz((h, w), "{}: its fixed input".format(source))
     meta = parse_imgsz(metadata_imgsz)
     if meta is not None:
-        return meta
+        return limits.check_imgsz(meta, "{}: its `imgsz` metadata".format(source))
     raise UserInputError("{} has a dynamic input size and no `imgsz` metadata; pass imgsz=(h, w) "
                          "(CLI: --imgsz H W)".format(source))
 
@@ -87,8 +108,11 @@ def resolve_batch(input_shape):
 
 
 def default_names(names, nc):
-    """Fill ids the metadata does not name with "class{i}"."""
+    """Fill ids the metadata does not name with "class{i}"; nc comes from the output shape (bounded)."""
     names = dict(names or {})
+    if int(nc or 0) > limits.MAX_CLASSES:
+        raise UserInputError("the model's output declares {} classes, more than the {} supported; check its output "
+                             "shape (B, 4 + classes, anchors)".format(nc, limits.MAX_CLASSES))
     for i in range(int(nc or 0)):
         names.setdefault(i, "class{}".format(i))
     return names

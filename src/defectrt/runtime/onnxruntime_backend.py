@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from defectrt.errors import UserInputError
-from defectrt.runtime import modelinfo
+from defectrt.runtime import limits, modelinfo
 
 log = logging.getLogger("defectrt")
 
@@ -41,12 +41,14 @@ def resolve_providers(device, available):
 class OnnxRuntimeBackend(object):
     name = "onnxruntime"
 
-    def __init__(self, path, threads=None, device=None, imgsz=None, optimization="all"):
+    def __init__(self, path, threads=None, device=None, imgsz=None, optimization="all", model_bytes=None):
+        """model_bytes: the model already read (and checked) from `path`; then `path` only names it."""
         import onnxruntime as ort
 
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
+        if model_bytes is None and not os.path.isfile(self.path):
             raise UserInputError("{}: no such ONNX file".format(self.path))
+        threads = limits.check_threads(threads)
         opts = ort.SessionOptions()
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -57,14 +59,13 @@ class OnnxRuntimeBackend(object):
         opts.graph_optimization_level = levels[optimization]
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads is not None:
-            if int(threads) < 1:
-                raise UserInputError("threads={}: must be at least 1 (or None for ONNX Runtime's default)".format(threads))
-            opts.intra_op_num_threads = int(threads)
+            opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # its warnings about unused initialisers etc. are noise to users
         providers = resolve_providers(device, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(self.path, sess_options=opts, providers=providers)
+            self.session = ort.InferenceSession(self.path if model_bytes is None else model_bytes, sess_options=opts,
+                                                providers=providers)
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
             raise UserInputError(self._load_error(exc))
         self.providers = self.session.get_providers()
@@ -81,7 +82,8 @@ class OnnxRuntimeBackend(object):
         self.imgsz = modelinfo.resolve_imgsz(self.path, self.input_shape, meta.get("imgsz"), imgsz)
         self.batch = modelinfo.resolve_batch(self.input_shape)
         self.nms = meta.get("nms", "none")
-        self.names = modelinfo.default_names(modelinfo.parse_names(meta.get("names")), self._num_classes())
+        self.names = modelinfo.default_names(modelinfo.parse_names(meta.get("names"), "{}: its `names` metadata".format(
+            self.path)), self._num_classes())
 
     def _load_error(self, exc):
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -152,9 +152,33 @@ def _as_layout(pred):
     raise UserInputError("model output has shape {}; expected (B, 4 + nc, A) or (N, 7) detections".format(pred.shape))
 
 
+def finite_only(kind, data):
+    """Drop detections with a NaN / Inf score or box (a broken engine, an FP16 overflow): they would
+    pass or fail the confidence test at random and give boxes that cannot be drawn or compared.
+
+    raw: the scores of such anchors become 0 (never above conf); efficient: their scores become -1;
+    rows: they are removed. A finite array (the usual case) costs one sum and is returned as is.
+    """
+    if kind == "efficient":
+        num, boxes, scores, cls = data
+        if np.isfinite(np.sum(boxes, dtype=np.float64) + np.sum(scores, dtype=np.float64)):
+            return kind, data
+        bad = ~(np.isfinite(boxes).all(-1) & np.isfinite(scores) & np.isfinite(cls.astype(np.float64)))
+        return kind, (num, np.nan_to_num(boxes), np.where(bad, -1.0, scores).astype(scores.dtype), np.nan_to_num(cls))
+    arr = np.asarray(data)
+    if not np.issubdtype(arr.dtype, np.floating) or np.isfinite(np.sum(arr, dtype=np.float64)):
+        return kind, data
+    if kind == "raw":  # (B, 4 + nc, A)
+        bad = ~np.isfinite(arr).all(1)
+        arr = np.nan_to_num(arr)  # a copy: the backend's buffer is left alone
+        arr[:, 4:, :] *= ~bad[:, None, :]
+        return kind, arr
+    return kind, arr.reshape(-1, 7)[np.isfinite(arr.reshape(-1, 7)).all(1)]
+
+
 def postprocess(pred, infos, conf=0.25, iou=0.45, max_det=300, classes=None, names=None):
     """Model output(s) for a batch -> [Detections], one per LetterboxInfo in `infos`."""
-    kind, data = _as_layout(pred)
+    kind, data = finite_only(*_as_layout(pred))
     out = []
     if kind == "raw":
         data = np.asarray(data, dtype=np.float32)

@@ -87,6 +87,8 @@ def as_bgr(img, what="image"):
             what, type(img).__name__))
     if img.size == 0:
         raise UserInputError("{} is empty (shape {})".format(what, img.shape))
+    if img.dtype == np.uint16:  # as cv2.imread(IMREAD_COLOR) reads a 16-bit file: the high byte
+        img = (img >> 8).astype(np.uint8)
     if img.dtype != np.uint8:
         raise UserInputError("{} has dtype {}, expected uint8 (0-255 BGR as cv2.imread returns); "
                              "convert with np.clip(img * 255, 0, 255).astype(np.uint8) if it is 0-1 float".format(
@@ -105,7 +107,8 @@ def letterbox_info(orig_shape, new_shape):
     h0, w0 = int(orig_shape[0]), int(orig_shape[1])
     h, w = _shape(new_shape)
     r = min(h / float(h0), w / float(w0))
-    new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
+    # At least one pixel: a line-scan image (1 x 2000, 20000 x 1) would otherwise round to an empty resize.
+    new_w, new_h = max(1, int(round(w0 * r))), max(1, int(round(h0 * r)))
     dw, dh = (w - new_w) / 2.0, (h - new_h) / 2.0
     left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
     return LetterboxInfo((h0, w0), (h, w), r, (new_h, new_w), (left, top))
