@@ -106,18 +106,19 @@ def atomic_path(path, force=False, ours=None):
     path = check_output(path, force, ours)
     parent = os.path.dirname(os.path.abspath(path))
     clean_stale_temporaries(parent, os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=os.path.basename(path), dir=parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give the file the usual permissions
-    try:
-        with terminate_raises():
+    tmp = None
+    with terminate_raises():  # before the temporary exists: a SIGTERM at any point runs the finally below
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=os.path.basename(path), dir=parent)
+            os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give the file the usual permissions
             yield tmp
             if os.path.lexists(path):
                 check_output(path, force, ours)  # it may have changed while we worked
             os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        finally:
+            if tmp is not None and os.path.lexists(tmp):
+                _remove(tmp)
 
 
 def _umask():
@@ -143,11 +144,12 @@ def atomic_dir(path, force=False, ours=None):
     path = check_output(path, force, ours)
     parent = os.path.dirname(os.path.abspath(path))
     clean_stale_temporaries(parent, os.path.basename(path))
-    tmp = tempfile.mkdtemp(prefix=_tmp_prefix(), suffix=os.path.basename(path), dir=parent)
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    old = tmp + ".old"
-    try:
-        with terminate_raises():
+    tmp = old = None
+    with terminate_raises():  # before the temporary exists: a SIGTERM at any point runs the finally below
+        try:
+            tmp = tempfile.mkdtemp(prefix=_tmp_prefix(), suffix=os.path.basename(path), dir=parent)
+            old = tmp + ".old"
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
             yield tmp
             if os.path.lexists(path):
                 check_output(path, force, ours)  # the user may have put files there while we worked
@@ -156,10 +158,12 @@ def atomic_dir(path, force=False, ours=None):
                 _remove(old)
             else:
                 os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, old):
-            if os.path.lexists(leftover):
-                _remove(leftover)
+        finally:
+            if old is not None and os.path.lexists(old) and not os.path.lexists(path):
+                os.replace(old, path)  # interrupted between the two renames: put the previous one back
+            for leftover in (tmp, old):
+                if leftover is not None and os.path.lexists(leftover):
+                    _remove(leftover)
 
 
 def _remove(path):
@@ -227,7 +231,7 @@ def terminate_raises():
         previous = signal.getsignal(signal.SIGTERM)
     except (AttributeError, ValueError):
         previous = None
-    if previous not in (signal.SIG_DFL, None) or previous is _raise_terminated:
+    if previous is not signal.SIG_DFL:  # someone else handles it (or we already do, in an outer block)
         yield
         return
     signal.signal(signal.SIGTERM, _raise_terminated)
