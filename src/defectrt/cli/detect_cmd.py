@@ -66,7 +66,7 @@ def classify_source(source):
 
 
 def folder_images(folder):
-    """-> (image paths, [(path, why)] skipped before reading: not regular files)."""
+    """-> (image paths, [(path, ImageProblem)] skipped before reading: not regular files)."""
     from defectrt.errors import UserInputError
     from defectrt.runtime.media import list_images
 
@@ -143,9 +143,9 @@ class _Frames(object):
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.total = count if self.kind == "video" and count > 0 else None
 
-    def _skip(self, path, why):
-        print("defectrt detect: skipping {}: {}".format(path, why), file=self.err)
-        self.skipped.append((path, why))
+    def _skip(self, path, problem):
+        print("defectrt detect: skipping {}: {}".format(path, problem), file=self.err)
+        self.skipped.append((path, problem.kind))
 
     def close(self):
         if self.cap is not None:
@@ -155,9 +155,8 @@ class _Frames(object):
         """Warn, with counts, about what was not processed (never a silent partial result)."""
         if self.skipped:
             counts = {}
-            for _, why in self.skipped:
-                key = why.split(":")[0].split(";")[0].split(" (")[0]
-                counts[key] = counts.get(key, 0) + 1
+            for _, kind in self.skipped:
+                counts[kind] = counts.get(kind, 0) + 1
             print("defectrt detect: warning: {} of {} image file(s) skipped ({}): {}".format(
                 len(self.skipped), self.listed, "; ".join("{} {}".format(v, k) for k, v in sorted(counts.items())),
                 ", ".join(p for p, _ in self.skipped)), file=self.err)
@@ -185,7 +184,7 @@ class _Frames(object):
             try:
                 img = read_image(path)
             except ImageProblem as exc:
-                self._skip(path, str(exc))
+                self._skip(path, exc)
                 continue
             self.meta.append((path, None, img))
             yield img

@@ -27,7 +27,12 @@ NOT_REGULAR = "not a regular file (a FIFO, socket or device); skipped without op
 
 
 class ImageProblem(Exception):
-    """An image file that cannot be used; str() says why (for a 'skipping PATH: why' line)."""
+    """An image file that cannot be used; str() says why (for a 'skipping PATH: why' line), `kind` is
+    the short category a summary counts: "not a regular file", "truncated", "too large", "unreadable"."""
+
+    def __init__(self, kind, detail):
+        Exception.__init__(self, detail)
+        self.kind = kind
 
 
 def is_regular(path):
@@ -38,7 +43,7 @@ def is_regular(path):
 
 
 def list_images(folder):
-    """-> (paths of regular image files in `folder`, sorted; [(path, reason)] of image names skipped)."""
+    """-> (paths of regular image files in `folder`, sorted; [(path, ImageProblem)] of image names skipped)."""
     paths, skipped = [], []
     for name in sorted(os.listdir(folder)):
         if not name.lower().endswith(IMAGE_EXTS) or is_temporary(name):
@@ -49,7 +54,7 @@ def list_images(folder):
         if is_regular(path):
             paths.append(path)
         else:
-            skipped.append((path, NOT_REGULAR))
+            skipped.append((path, ImageProblem("not a regular file", NOT_REGULAR)))
     return paths, skipped
 
 
@@ -58,26 +63,26 @@ def read_image(path):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        raise ImageProblem("cannot open it ({})".format(exc.strerror))
+        raise ImageProblem("unreadable", "cannot open it ({})".format(exc.strerror))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise ImageProblem(NOT_REGULAR)
+            raise ImageProblem("not a regular file", NOT_REGULAR)
         if st.st_size > MAX_IMAGE_BYTES:
-            raise ImageProblem("{} bytes, more than the {} an image file may have".format(st.st_size, MAX_IMAGE_BYTES))
-        data = f.read(MAX_IMAGE_BYTES + 1)
+            raise ImageProblem("too large", "{} bytes, more than the {} an image file may have".format(st.st_size, MAX_IMAGE_BYTES))
+        data = f.read(st.st_size + 1)  # read(n) allocates n bytes up front: size it by the file
     size = header_size(data)
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise ImageProblem("its header claims {}x{} pixels, more than the {} supported; split or downscale "
+        raise ImageProblem("too large", "its header claims {}x{} pixels, more than the {} supported; split or downscale "
                            "it".format(size[1], size[0], MAX_IMAGE_PIXELS))
     import cv2  # here, not at the top: the CLI imports IMAGE_EXTS while building its parser
     import numpy as np
 
+    if is_truncated(data):  # before decoding: libjpeg would return a half-grey image with only a warning
+        raise ImageProblem("truncated", TRUNCATED)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
-        raise ImageProblem("cannot read it as an image (corrupt or unsupported)")
-    if is_truncated(data):
-        raise ImageProblem(TRUNCATED)
+        raise ImageProblem("unreadable", "cannot read it as an image (corrupt or unsupported)")
     return img
 
 
