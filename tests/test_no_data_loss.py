@@ -192,3 +192,14 @@ def test_force_never_replaces_a_folder_without_an_owner_check(tmp_path):
         with fileio.atomic_dir(target, force=True):
             pass
     assert tree_digest(target) == before
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--conf", "1.5"], "--conf=1.5: must be between 0 and 1"),
+    (["--iou", "nan"], "--iou=nan: must be a finite number"),
+    (["--imgsz", "40000"], "--imgsz 40000x40000 (h x w) is too large"),
+])
+def test_export_build_refuses_values_its_bundle_could_not_load(model, tmp_path, capsys, args, words):
+    out = tmp_path / "x.bundle"
+    assert main(["export", "build", model, "-o", str(out), "--precision", "fp32"] + args) == 1
+    assert words in capsys.readouterr().err and not out.exists()

@@ -141,6 +141,13 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         raise UserInputError("--int8-flavour {!r}: choose trt or cpu".format(int8_flavour))
     if dla_core is not None and precision == "fp32":
         raise UserInputError("--dla-core needs --precision fp16 or int8: DLA runs no FP32")
+    from defectrt.runtime import limits
+
+    # The manifest stores these for the runtime, which refuses them out of bounds: refuse them here first.
+    conf, iou = limits.check_threshold(conf, "--conf"), limits.check_threshold(iou, "--iou")
+    max_det = limits.check_max_det(max_det, "--max-det")
+    if imgsz is not None:
+        limits.check_imgsz(_imgsz(imgsz), "--imgsz")
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     trt = import_tensorrt()
     if engine == "always" and trt is None:
