@@ -175,3 +175,19 @@ def test_non_finite_rows_and_efficient_nms_outputs_are_dropped():
            "det_scores": np.array([[0.9, 0.99, np.nan]], np.float32), "det_classes": np.array([[0, 1, 0]], np.int32)}
     (d,) = postprocess(eff, [_info()], conf=0.25)
     assert d.scores.tolist() == pytest.approx([0.9]) and d.class_ids.tolist() == [0]
+
+
+def test_a_dataset_image_that_is_a_fifo_or_truncated_is_a_clear_error(tmp_path):
+    """Validation must not hang on a FIFO nor score a half-grey truncated image."""
+    from defectrt.data.dataset import read_image
+    from defectrt.errors import UserInputError
+
+    fifo = str(tmp_path / "f.png")
+    os.mkfifo(fifo)
+    ok, buf = cv2.imencode(".jpg", draw_rect(80, 90, 5, 5, 40, 40))
+    cut = tmp_path / "t.jpg"
+    cut.write_bytes(buf.tobytes()[:-200])
+    with pytest.raises(UserInputError, match="f.png: not a readable image .not a regular file"):
+        read_image(fifo)
+    with pytest.raises(UserInputError, match="t.jpg: not a readable image .truncated"):
+        read_image(str(cut))

@@ -79,17 +79,15 @@ class Dataset(object):
 
 
 def read_image(path):
-    """cv2.imread that works with any path (non-ASCII too) and fails with a clear error."""
-    import cv2
+    """An image file -> BGR uint8, or a clear UserInputError: a non-regular file (a FIFO would block),
+    a truncated PNG / JPEG or an undecodable file is refused, never half-read (defectrt.runtime.media)."""
+    from defectrt.runtime.media import ImageProblem
+    from defectrt.runtime.media import read_image as read_checked
 
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise UserInputError("{}: cannot read the image: {}".format(path, exc.strerror or exc))
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise UserInputError("{}: not a readable image (empty or corrupt); replace or remove it".format(path))
-    return img
+        return read_checked(path)
+    except ImageProblem as exc:
+        raise UserInputError("{}: not a readable image ({}); replace or remove it".format(path, exc))
 
 
 # ----------------------------------------------------------------------------- YAML

@@ -88,13 +88,20 @@ def _golden_io(onnx_path, out_dir, imgsz, batch, sample_images):
 
 
 def _read_images(folder, limit):
-    import cv2
+    """Up to `limit` readable images of `folder` (regular files only: a FIFO there must not block a build)."""
+    from defectrt.runtime.media import ImageProblem, list_images, read_image
 
     if not folder:
         return []
-    exts = (".jpg", ".jpeg", ".png", ".bmp")
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(exts))[:limit]
-    return [img for img in (cv2.imread(os.path.join(folder, f)) for f in files) if img is not None]
+    out = []
+    for path in list_images(folder)[0]:
+        if len(out) >= limit:
+            break
+        try:
+            out.append(read_image(path))
+        except ImageProblem as exc:
+            log.warning("skipping %s: %s", path, exc)
+    return out
 
 
 VAL_CONF, VAL_IOU = 0.001, 0.6
