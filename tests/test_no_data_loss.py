@@ -203,3 +203,13 @@ def test_export_build_refuses_values_its_bundle_could_not_load(model, tmp_path, 
     out = tmp_path / "x.bundle"
     assert main(["export", "build", model, "-o", str(out), "--precision", "fp32"] + args) == 1
     assert words in capsys.readouterr().err and not out.exists()
+
+
+def test_a_file_output_never_replaces_a_folder_or_a_fifo(tmp_path):
+    (tmp_path / "empty_dir").mkdir()
+    os.mkfifo(str(tmp_path / "pipe"))
+    with pytest.raises(OutputExistsError, match="it is a folder, and the output is a file"):
+        fileio.atomic_write_bytes(str(tmp_path / "empty_dir"), b"x", force=True)
+    with pytest.raises(OutputExistsError, match="it is not a regular file"):
+        fileio.atomic_write_bytes(str(tmp_path / "pipe"), b"x", force=True)
+    assert sorted(os.listdir(str(tmp_path))) == ["empty_dir", "pipe"]

@@ -103,6 +103,7 @@ def describe_foreign(found, what):
 @contextlib.contextmanager
 def atomic_path(path, force=False, ours=None):
     """Yield a temporary file path beside `path`; it replaces `path` only if the block succeeds."""
+    ours = ours or _not_a_folder
     path = check_output(path, force, ours)
     parent = os.path.dirname(os.path.abspath(path))
     clean_stale_temporaries(parent, os.path.basename(path))
@@ -119,6 +120,10 @@ def atomic_path(path, force=False, ours=None):
         finally:
             if tmp is not None and os.path.lexists(tmp):
                 _remove(tmp)
+
+
+def _not_a_folder(path):
+    return "it is a folder, and the output is a file" if os.path.isdir(path) else None
 
 
 def _umask():
