@@ -16,22 +16,13 @@ from defectrt import Detector
 from defectrt.errors import UserInputError
 from defectrt.runtime import bundle, limits, modelinfo
 from hostile_helpers import run_bounded, set_metadata
+from test_runtime_bundle import _rewrite_manifest as _edit
 from test_runtime_models import draw_rect, make_bundle, rect_finder, save
 
 
 def _sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def _edit(folder, **changes):
-    path = os.path.join(folder, "manifest.json")
-    with open(path) as f:
-        manifest = json.load(f)
-    manifest.update(changes)
-    with open(path, "w") as f:
-        json.dump(manifest, f)
-    return manifest
 
 
 @pytest.fixture

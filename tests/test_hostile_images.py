@@ -10,24 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from defectrt import Detector
 from defectrt.runtime import media
 from defectrt.runtime.postprocess import postprocess
 from defectrt.runtime.preprocess import letterbox_info
 from hostile_helpers import run_bounded
-from test_runtime_models import draw_rect, rect_finder, save
+from test_runtime_cli import model  # noqa: F401  (fixture: the rect_finder ONNX file)
+from test_runtime_detector import det, rf_path  # noqa: F401  (fixtures: a Detector on it)
+from test_runtime_models import draw_rect
 
 RECT = (101, 57, 300, 211)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return save(rect_finder(), tmp_path_factory.mktemp("m") / "rf.onnx")
-
-
-@pytest.fixture(scope="module")
-def det(model):
-    return Detector(model, threads=1)
 
 
 @pytest.mark.parametrize("shape", [(1, 2000), (20000, 1), (3, 5000), (1, 1)])

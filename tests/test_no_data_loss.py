@@ -14,14 +14,10 @@ from defectrt import fileio
 from defectrt.cli import main
 from defectrt.errors import OutputExistsError
 from hostile_helpers import HERE, SRC, tree_digest
-from test_runtime_models import draw_rect, make_bundle, rect_finder, save
+from test_runtime_cli import model  # noqa: F401  (fixture: the rect_finder ONNX file)
+from test_runtime_models import draw_rect, make_bundle, rect_finder
 
 DEAD_PID = 4194305  # above Linux's largest pid_max: no process can have it
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return save(rect_finder(), tmp_path_factory.mktemp("m") / "rf.onnx")
 
 
 def _user_tree(root):
