@@ -157,16 +157,17 @@ def finite_only(kind, data):
     pass or fail the confidence test at random and give boxes that cannot be drawn or compared.
 
     raw: the scores of such anchors become 0 (never above conf); efficient: their scores become -1;
-    rows: they are removed. A finite array (the usual case) costs one sum and is returned as is.
+    rows: they are removed. A finite array (the usual case) costs one np.isfinite pass (measured faster than
+    a sum) and is returned as is.
     """
     if kind == "efficient":
         num, boxes, scores, cls = data
-        if np.isfinite(np.sum(boxes, dtype=np.float64) + np.sum(scores, dtype=np.float64)):
+        if np.isfinite(boxes).all() and np.isfinite(scores).all():
             return kind, data
         bad = ~(np.isfinite(boxes).all(-1) & np.isfinite(scores) & np.isfinite(cls.astype(np.float64)))
         return kind, (num, np.nan_to_num(boxes), np.where(bad, -1.0, scores).astype(scores.dtype), np.nan_to_num(cls))
     arr = np.asarray(data)
-    if not np.issubdtype(arr.dtype, np.floating) or np.isfinite(np.sum(arr, dtype=np.float64)):
+    if not np.issubdtype(arr.dtype, np.floating) or np.isfinite(arr).all():
         return kind, data
     if kind == "raw":  # (B, 4 + nc, A)
         bad = ~np.isfinite(arr).all(1)
