@@ -193,6 +193,8 @@ def test_a_huge_declared_class_count_allocates_nothing():
 
 
 # -- property-based: manifests and metadata -----------------------------------------------------------
+# derandomize: CI runs the same examples every time (a red CI must be reproducible); run with a larger
+# max_examples and derandomize=False locally to explore (3000 examples each passed on 2026-12-01).
 
 _PATH_TEXT = st.text(alphabet="ab./\\:\0 ", max_size=12)
 
@@ -220,7 +222,7 @@ _SPECIAL = {
 }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_FIELDS, st.none(), min_size=1).flatmap(
     lambda keys: st.fixed_dictionaries({k: _SPECIAL.get(k, _JSON) for k in keys})))
 def test_any_manifest_is_read_or_refused_clearly(changes):
@@ -253,7 +255,7 @@ _META_TEXT = _JSON.map(json.dumps) | st.text(alphabet=string.printable, max_size
     ["{1000000000: 'a'}", "[" * 5000, "{0: 'a', -1: 'b'}", "[1e400, 1e400]", "[40000, 40000]", "1e9", "[8192, 8192]"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, derandomize=True, deadline=None)
 @given(_META_TEXT, _META_TEXT)
 def test_any_metadata_text_parses_bounded_or_is_refused(names, imgsz):
     try:
@@ -268,7 +270,7 @@ def test_any_metadata_text_parses_bounded_or_is_refused(names, imgsz):
         assert "m.onnx" in str(exc)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_META_TEXT, _META_TEXT)
 def test_any_onnx_metadata_loads_bounded_or_is_refused(names, imgsz):
     folder = tempfile.mkdtemp()
