@@ -287,3 +287,20 @@ def test_any_onnx_metadata_loads_bounded_or_is_refused(names, imgsz):
         assert det.imgsz[0] * det.imgsz[1] <= limits.MAX_IMGSZ_PIXELS and not math.isinf(det.imgsz[0])
     finally:
         shutil.rmtree(folder)
+
+
+def test_the_writer_refuses_links_and_writes_only_paths_the_reader_accepts(tmp_path):
+    from defectrt.export.bundle import write_manifest
+
+    folder = tmp_path / "b"
+    (folder / "golden").mkdir(parents=True)
+    save(rect_finder(), folder / "model.onnx")
+    (folder / "golden" / "inputs.json").write_text("[]")
+    (folder / ".tmp-1-leftover").write_text("skipped")
+    manifest = write_manifest(str(folder), {"format": "defectrt-bundle", "model": "model.onnx"})
+    assert sorted(manifest["files"]) == ["golden/inputs.json", "model.onnx"]
+    assert all(bundle.path_problem(rel) is None for rel in manifest["files"])
+    assert bundle.read_manifest(str(folder))["files"] == manifest["files"]
+    os.symlink(str(tmp_path), str(folder / "golden" / "up"))
+    with pytest.raises(UserInputError, match="golden/up is a symbolic link"):
+        write_manifest(str(folder), {"format": "defectrt-bundle", "model": "model.onnx"})
