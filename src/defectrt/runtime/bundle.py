@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
+from defectrt import trt_compat
 from defectrt.errors import UserInputError
 from defectrt.fileio import sha256_file
 
@@ -66,11 +66,6 @@ def verify_files(folder, files):
                                  "transfer); copy the bundle again or rebuild it".format(folder, rel, MANIFEST))
 
 
-def _version(text):
-    nums = [int(x) for x in re.findall(r"\d+", str(text or ""))[:3]]
-    return tuple(nums + [0] * (3 - len(nums)))
-
-
 def engine_compatibility(record, trt_version, gpu=None):
     """-> (usable, reason). `record` is the manifest's engine entry; gpu {'gpu_name', 'compute_capability'}."""
     if not record:
@@ -78,7 +73,7 @@ def engine_compatibility(record, trt_version, gpu=None):
     if trt_version is None:
         return False, "TensorRT is not installed here"
     built = record.get("tensorrt_version")
-    if built and _version(built) != _version(trt_version):
+    if built and not trt_compat.same_release(built, trt_version):
         return False, "the engine was built with TensorRT {}, this device has {}".format(built, trt_version)
     gpu = gpu or {}
     for key, label in (("compute_capability", "compute capability"), ("gpu_name", "GPU")):
