@@ -102,6 +102,19 @@ def has(version, capability):
     return v >= since and (until is None or v < until)
 
 
+def only_with(capability, present=True):
+    """Mark a function as one capability's path (`present=False`: the path of the releases without it). It
+    changes nothing at run time (the caller branches on the Flavour); tests/test_trt_truth.py reads the mark
+    to check the TensorRT names used inside against exactly those releases' API surfaces."""
+    if capability not in CAPABILITIES:
+        raise ValueError("unknown TensorRT capability " + capability)
+
+    def mark(func):
+        func.trt_path = (capability, present)
+        return func
+    return mark
+
+
 class Flavour(object):
     """The API flavour of one TensorRT release, chosen once: one boolean attribute per capability,
     plus `io_api` ("tensor" from 8.5, "bindings" below) and `version` (3-tuple)."""

@@ -152,6 +152,7 @@ def _unpinnable_layer_types(trt, flav):
     return types
 
 
+@trt_compat.only_with("precision_flags")
 def _pin_island_fp32(trt, flav, network):
     """Pin the DySample island's float layers to FP32; -> the names pinned.
 
@@ -229,6 +230,7 @@ def _configure_dla(trt, builder, config, dla_core):
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
+@trt_compat.only_with("precision_flags")
 def _set_precision(trt, flav, network, config, precision):
     """Builder flags and the FP32 island pin (weakly typed networks only; not on 11.x)."""
     if precision in ("fp16", "int8"):
@@ -250,6 +252,7 @@ def _timing_cache_bytes(path):
     return b""
 
 
+@trt_compat.only_with("polygraphy_build", present=False)
 def _build_raw(trt, flav, logger, onnx_path, o, say):
     """TensorRT 8.0-8.4 (JetPack 4.6 / 5.0): raw builder API."""
     say("parse", onnx_path)
@@ -293,6 +296,7 @@ def _describe(flav, o):
         ", timing cache " + o["timing_cache"] if o["timing_cache"] else "")
 
 
+@trt_compat.only_with("polygraphy_build")
 def _build_with_polygraphy(trt, flav, logger, onnx_path, o, say):
     """TensorRT 8.5+ through Polygraphy's loaders; a PolygraphyException becomes a UserInputError that names the
     parser's node and message (Polygraphy only logs those and raises 'Could not parse ONNX correctly')."""
