@@ -212,6 +212,22 @@ def plugin_interface_for(target_trt):
 
 # ------------------------------------------------------------------------------ trtexec (device side)
 
+# Version ranges [first, next) within which trtexec takes the same flags for our bundles: --workspace before
+# 8.4, --memPoolSize from 8.4; --fp16/--int8, --plugins, --buildOnly through 9.x; --stronglyTyped,
+# --staticPlugins, --skipInference in 10.x; no precision flags from 11.0. The bundle scripts branch on these
+# (tests/test_bundle_scripts.py checks every claimed release gets the flags of its own family).
+TRTEXEC_FAMILIES = (((8, 0), (8, 4)), ((8, 4), (10, 0)), ((10, 0), (11, 0)), ((11, 0), None))
+
+
+def trtexec_family(version):
+    """-> (first, next) of the TRTEXEC_FAMILIES range `version` falls in."""
+    v = parse_version(version)[:2]
+    for lo, hi in TRTEXEC_FAMILIES:
+        if v >= lo and (hi is None or v < hi):
+            return lo, hi
+    raise UserInputError("TensorRT {} is older than 8.0: no trtexec command for it".format(version))
+
+
 def trtexec_precision_flags(target_trt, precision):
     """The trtexec flags that carry `precision` on `target_trt`:
     8.x: --fp16 (FP16) / --int8 --fp16 (INT8 with explicit Q/DQ: the un-quantized layers run FP16);
