@@ -482,3 +482,62 @@ def test_fix8_efficientnms_node_has_a_domain_the_version_converter_accepts():
     assert node.domain == "trt.plugins"
     assert any(i.domain == "trt.plugins" for i in model.opset_import)
     onnx.version_converter.convert_version(model, 16)  # asserted before the node had a domain
+
+
+# ------------------------------------------------------------------------------------ build-time control (item 6)
+
+def test_progress_line_per_build_phase(polygraphy_fakes, tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr(engine, "gpu_identity", lambda: {"gpu_name": "Orin", "compute_capability": "8.7"})
+    trt = fake_trt("10.3.0")
+    polygraphy_fakes(trt)
+    out = io.StringIO()
+    progress = engine.Progress(out=out)
+    engine.build_engine(__file__, str(tmp_path / "m.engine"), precision="fp16", imgsz=(64, 64), trt=trt,
+                        progress=progress)
+    phases = [line.split("] ", 1)[1].split(":")[0] for line in out.getvalue().splitlines()]
+    assert phases == ["load plugins", "parse", "configure",
+                      "build (minutes on a Jetson; the timing cache shortens rebuilds)", "write"]
+    assert out.getvalue().startswith("[engine 1/5 +") and "workspace 1024 MiB" in out.getvalue()
+
+
+def test_timing_cache_is_loaded_and_saved_on_8x(tmp_path):
+    trt = fake_trt("8.2.1")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache-before")
+    engine._build_raw(trt, trt_compat.flavour("8.2.1"), None, __file__, _opts("fp16", timing_cache=str(cache)), _say())
+    assert ("create_timing_cache", b"cache-before") in trt.calls and ("set_timing_cache", False) in trt.calls
+    assert cache.read_bytes() == b"cache-after"
+
+
+def test_workspace_default_fits_4gb_devices():
+    assert engine.resolve_workspace(None) == engine.resolve_workspace("auto") == 1 << 30
+    assert engine.resolve_workspace("auto", device_memory=2 << 30) == 512 << 20  # a quarter of a 2 GB device
+    assert engine.resolve_workspace("auto", device_memory=64 << 30) == 1 << 30
+    assert engine.resolve_workspace("3G") == 3 << 30
+    with pytest.raises(UserInputError, match="--workspace"):
+        engine.resolve_workspace("huge")
+
+
+def test_bundle_engine_uses_the_timing_cache_in_the_bundle_by_default(monkeypatch, tmp_path):
+    from defectrt.export import bundle
+
+    seen = {}
+    monkeypatch.setattr(engine, "build_engine", lambda *a, **kw: seen.update(kw) or {"file": "model.engine"})
+    manifest = {"batch": {"dynamic": False, "size": 1, "max": 1}, "precision": "fp16", "imgsz": [64, 64]}
+    bundle._engine_for(str(tmp_path), manifest, "auto", None, None, ())
+    assert seen["timing_cache"] == os.path.join(str(tmp_path), "timing.cache") and seen["workspace"] == "auto"
+
+
+def test_engine_for_another_tensorrt_or_gpu_says_how_to_rebuild(tmp_path):
+    from defectrt.runtime import bundle as rb
+
+    record = {"file": "model.engine", "tensorrt_version": "8.5.2.2", "gpu_name": "Orin", "compute_capability": "8.7"}
+    ok, why = rb.engine_compatibility(record, "8.6.2", {"gpu_name": "Orin", "compute_capability": "8.7"})
+    assert not ok and "built with TensorRT 8.5.2.2, this device has 8.6.2" in why
+    ok, why = rb.engine_compatibility(record, "8.5.2", {"gpu_name": "Xavier", "compute_capability": "7.2"})
+    assert not ok and "compute capability 8.7, this device has 7.2" in why
+    with pytest.raises(UserInputError) as exc:
+        rb.choose_backend(str(tmp_path), {"engine": record}, "tensorrt", "8.6.2", {})
+    assert "--engine --force" in str(exc.value) and "build_engine.sh" in str(exc.value)

@@ -17,6 +17,8 @@ from defectrt.fileio import sha256_file
 FORMAT = "defectrt-bundle"
 MANIFEST = "manifest.json"
 REBUILD = "defectrt export build {} --engine --force"
+# issue 16: where defectrt's Python is not available (JetPack 4.6), the bundle's own trtexec script rebuilds it
+REBUILD_WITHOUT_PYTHON = " (without defectrt's Python: sh {}/build_engine.sh)"
 
 
 def is_bundle(path):
@@ -95,7 +97,7 @@ def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None)
         return "tensorrt", os.path.join(folder, record.get("file", "model.engine")), why
     if backend == "tensorrt":
         raise UserInputError("bundle {}: cannot run the TensorRT engine: {}. Rebuild it here with: {}".format(
-            folder, why, REBUILD.format(folder)))
+            folder, why, REBUILD.format(folder) + REBUILD_WITHOUT_PYTHON.format(folder)))
     return "onnxruntime", onnx_path, "ONNX Runtime on {} because {}".format(os.path.basename(onnx_path), why)
 
 

@@ -34,7 +34,8 @@ from defectrt.runtime import modelinfo
 
 log = logging.getLogger("defectrt")
 
-REBUILD_HINT = "rebuild it on this device with `defectrt export build BUNDLE --engine --force`"
+REBUILD_HINT = ("rebuild it on this device with `defectrt export build BUNDLE --engine --force` (or the bundle's "
+                "build_engine.sh, which runs trtexec)")
 
 
 _DLL_DIRECTORIES = []  # handles from os.add_dll_directory: a directory stays searchable while its handle lives
