@@ -80,9 +80,6 @@ def major_minor(text, what="--target-trt"):
     return parse_version(text, what)[:2]
 
 
-def is_major(text, major):
-    """True when `text` is a TensorRT `major`.x release (e.g. the INT8 graph form differs on 8.x)."""
-    return parse_version(text)[0] == major
 
 
 def same_release(built, running):
@@ -197,17 +194,6 @@ def support_row(target_trt, what="--target-trt"):
 def parser_has_op(target_trt, op):
     """Does the ONNX parser of `target_trt` import `op` (read from trt_support.json)?"""
     return op in support_row(target_trt)[1]["ops"]
-
-
-def parser_max_opset(target_trt):
-    return support_row(target_trt)[1]["max_opset"]
-
-
-def plugin_interface_for(target_trt):
-    """The plugin interface our own plugins use on `target_trt`: IPluginV3 where it exists (10.0+),
-    IPluginV2DynamicExt below (read from the table's plugin_interfaces)."""
-    interfaces = support_row(target_trt)[1].get("plugin_interfaces", ())
-    return "IPluginV3" if "IPluginV3" in interfaces else "IPluginV2DynamicExt"
 
 
 # ------------------------------------------------------------------------------ trtexec (device side)

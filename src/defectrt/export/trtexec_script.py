@@ -83,14 +83,19 @@ def _num(v):
     return v[0] * 100 + v[1]
 
 
+def _written_by(manifest):
+    target = manifest.get("target_trt")
+    return "Written by defectrt {}; precision {}{}.".format(
+        manifest.get("versions", {}).get("defectrt", "?"), manifest.get("precision"),
+        ", target TensorRT " + target if target else "")
+
+
 def render_sh(manifest):
     target = manifest.get("target_trt") or ""
     lines = [
         "#!/bin/sh",
         "# Builds model.engine from this bundle with trtexec (for devices without defectrt's Python, e.g.",
-        "# JetPack 4.6). Written by defectrt {}; precision {}{}. UNVERIFIED ON HARDWARE.".format(
-            manifest.get("versions", {}).get("defectrt", "?"), manifest.get("precision"),
-            ", target TensorRT " + target if target else ""),
+        "# JetPack 4.6). " + _written_by(manifest) + " UNVERIFIED ON HARDWARE.",
         "# Usage: ./build_engine.sh [TENSORRT_VERSION]   (env: TRTEXEC, DEFECTRT_PLUGIN_DIR)",
         "set -e",
         'HERE="$(cd "$(dirname "$0")" && pwd)"',
@@ -133,9 +138,7 @@ def render_bat(manifest):
     target = manifest.get("target_trt") or ""
     lines = [
         "@echo off",
-        "rem Builds model.engine from this bundle with trtexec. Written by defectrt {}; precision {}{}.".format(
-            manifest.get("versions", {}).get("defectrt", "?"), manifest.get("precision"),
-            ", target TensorRT " + target if target else ""),
+        "rem Builds model.engine from this bundle with trtexec. " + _written_by(manifest),
         "rem Usage: build_engine.bat [TENSORRT_VERSION]   (env: TRTEXEC, DEFECTRT_PLUGIN_DIR). UNVERIFIED ON HARDWARE.",
         "setlocal",
         'cd /d "%~dp0"',
