@@ -541,3 +541,14 @@ def test_engine_for_another_tensorrt_or_gpu_says_how_to_rebuild(tmp_path):
     with pytest.raises(UserInputError) as exc:
         rb.choose_backend(str(tmp_path), {"engine": record}, "tensorrt", "8.6.2", {})
     assert "--engine --force" in str(exc.value) and "build_engine.sh" in str(exc.value)
+
+
+def test_device_memory_for_the_workspace_cap():
+    nano = types.SimpleNamespace(is_jetson=lambda: True, memory_info=lambda: {"total_bytes": 4 << 30})
+    assert engine.device_memory_bytes(nano) == 4 << 30
+    rtx = types.SimpleNamespace(is_jetson=lambda: False, gpu_info=lambda: [{"memory_total_mib": "8188"}])
+    assert engine.device_memory_bytes(rtx) == 8188 << 20
+    none = types.SimpleNamespace(is_jetson=lambda: False, gpu_info=lambda: "unknown")
+    assert engine.device_memory_bytes(none) is None
+    assert engine.resolve_workspace("auto", engine.device_memory_bytes(
+        types.SimpleNamespace(is_jetson=lambda: True, memory_info=lambda: {"total_bytes": 2 << 30}))) == 512 << 20

@@ -65,6 +65,23 @@ def resolve_workspace(workspace=None, device_memory=None):
     return parse_size(workspace)
 
 
+def device_memory_bytes(environment=None):
+    """Memory the engine competes for, or None: a Jetson's RAM (CPU and GPU share it), else GPU 0's memory
+    from nvidia-smi. Never raises. UNVERIFIED ON HARDWARE."""
+    try:
+        if environment is None:
+            from defectrt.bench import environment
+        if environment.is_jetson():
+            total = environment.memory_info().get("total_bytes")
+            return int(total) if isinstance(total, int) else None
+        gpus = environment.gpu_info()
+        if isinstance(gpus, list) and gpus:
+            return int(float(gpus[0]["memory_total_mib"])) << 20
+    except Exception:  # unknown memory: the plain default applies
+        pass
+    return None
+
+
 class Progress(object):
     """One line per build phase on stderr: '[engine 2/5 +0.4s] parse model.onnx'."""
 
@@ -105,7 +122,9 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch=(1, 1, 1), imgs
     flav = trt_compat.flavour(trt.__version__)
     say = progress if progress is not None else Progress()
     strongly = trt_compat.use_strongly_typed(flav, precision_in_graph)
-    options = dict(precision=precision, batch=batch, imgsz=imgsz, workspace=resolve_workspace(workspace),
+    auto = workspace in (None, "", "auto")
+    options = dict(precision=precision, batch=batch, imgsz=imgsz,
+                   workspace=resolve_workspace(workspace, device_memory_bytes() if auto else None),
                    timing_cache=timing_cache, dla_core=dla_core, input_name=input_name, strongly_typed=strongly)
     logger = _logger(trt)
     t0 = time.time()
