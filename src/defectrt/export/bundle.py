@@ -23,7 +23,6 @@ import numpy as np
 
 from defectrt import __version__
 from defectrt.errors import UserInputError
-from defectrt.export.trtexec_script import TIMING_CACHE, write_build_scripts
 from defectrt.fileio import atomic_dir, atomic_path, sha256_file
 
 log = logging.getLogger("defectrt")
@@ -219,7 +218,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                 manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
         if trt is not None and engine != "never":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
-        manifest["device_scripts"] = write_build_scripts(tmp, manifest)  # trtexec: devices without our Python
+        from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
+
+        manifest["device_scripts"] = write_build_scripts(tmp, manifest)
         write_manifest(tmp, manifest)
     if manifest["engine"] is None:
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
@@ -252,7 +253,7 @@ def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
     return build_engine(
         os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
         batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace,
-        timing_cache=timing_cache or os.path.join(folder, TIMING_CACHE),  # on by default, kept in the bundle
+        timing_cache=timing_cache or os.path.join(folder, "timing.cache"),  # on by default (trtexec_script.TIMING_CACHE)
         dla_core=dla_core, plugins=plugins, force=True,
     )
 
@@ -263,9 +264,12 @@ def write_manifest(folder, manifest):
     for root, _, names in os.walk(folder):
         for name in sorted(names):
             rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
-            if rel not in (MANIFEST, TIMING_CACHE) and not name.startswith(".tmp-"):  # the cache is device-local
+            if rel != MANIFEST and not name.startswith(".tmp-"):
                 files[rel] = sha256_file(os.path.join(root, name))
     manifest["files"] = dict(sorted(files.items()))
+    from defectrt.export.trtexec_script import TIMING_CACHE  # issue 16: the timing cache is device-local, unhashed
+
+    manifest["files"].pop(TIMING_CACHE, None)
     with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
         with open(tmp, "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=False)

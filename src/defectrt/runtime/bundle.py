@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re  # noqa: F401  (kept: main uses it for its path checks)
 
 from defectrt import trt_compat
 from defectrt.errors import UserInputError
@@ -17,8 +18,6 @@ from defectrt.fileio import sha256_file
 FORMAT = "defectrt-bundle"
 MANIFEST = "manifest.json"
 REBUILD = "defectrt export build {} --engine --force"
-# issue 16: where defectrt's Python is not available (JetPack 4.6), the bundle's own trtexec script rebuilds it
-REBUILD_WITHOUT_PYTHON = " (without defectrt's Python: sh {}/build_engine.sh)"
 
 
 def is_bundle(path):
@@ -83,6 +82,10 @@ def engine_compatibility(record, trt_version, gpu=None):
         if want and have and "unknown" not in (want, have) and str(want) != str(have):
             return False, "the engine was built for {} {}, this device has {}".format(label, want, have)
     return True, "TensorRT {} engine built for this {}".format(trt_version, gpu.get("gpu_name") or "GPU")
+
+
+# issue 16: where defectrt's Python is not available (JetPack 4.6), the bundle's own trtexec script rebuilds it
+REBUILD_WITHOUT_PYTHON = " (without defectrt's Python: sh {}/build_engine.sh)"
 
 
 def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None):
