@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import re  # noqa: F401  (kept: main uses it for its path checks)
+import re
 
 from defectrt import trt_compat
 from defectrt.errors import UserInputError
