@@ -29,6 +29,8 @@ demo: install-export
 # The device side (runtime, bench, capi, data, cli) must stay Python 3.8 (JetPack 5) and torch-free.
 lint-py38: install-test
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/__init__.py src/defectrt/errors.py src/defectrt/fileio.py src/defectrt/runtime src/defectrt/bench src/defectrt/capi src/defectrt/data src/defectrt/cli
+	# issue 16: the one home for TensorRT versions is imported by the runtime
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/trt_compat.py
 
 test: install-test lint-py38
 	$(VENV)/bin/pytest -q -ra

@@ -23,12 +23,13 @@ def fp32_bundle(tmp_path_factory):
 
 def test_bundle_contents_and_manifest(fp32_bundle):
     out, manifest = fp32_bundle
-    assert sorted(os.listdir(out)) == ["golden", "manifest.json", "model.onnx"]
+    assert sorted(os.listdir(out)) == ["build_engine.bat", "build_engine.sh", "golden", "manifest.json", "model.onnx"]
     on_disk = json.load(open(os.path.join(out, "manifest.json")))
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["format"] == "defectrt-bundle" and on_disk["imgsz"] == [160, 160]
     assert on_disk["grid_sample"] == "lowered" and on_disk["precision"] == "fp32"
-    assert set(on_disk["files"]) == {"model.onnx", "golden/inputs.json", "golden/outputs.json"}
+    assert set(on_disk["files"]) == {"model.onnx", "golden/inputs.json", "golden/outputs.json", "build_engine.sh",
+                                     "build_engine.bat"}
     assert on_disk["engine"] is None and on_disk["thresholds"]["conf"] == 0.3
     assert len(on_disk["names"]) == 80 and on_disk["letterbox"]["pad_value"] == 114
 

@@ -237,7 +237,9 @@ def _vi(name, shape, elem=onnx.TensorProto.FLOAT):
 def test_support_table_facts():
     assert {"Gather", "GatherElements", "Floor", "Min", "Max", "Cast"} <= support_for("8.0")[1]["ops"]
     for v in ("8.0", "8.2", "8.4"):
-        assert "GridSample" not in support_for(v)[1]["ops"] and support_for(v)[1]["max_opset"] == 13
+        assert "GridSample" not in support_for(v)[1]["ops"]
+    # onnx-tensorrt release/8.x-GA docs/operators.md headers: 8.0 and 8.2 "up to Opset 13", 8.4 "up to Opset 17"
+    assert [support_for(v)[1]["max_opset"] for v in ("8.0", "8.2", "8.4")] == [13, 13, 17]
     for v in ("8.5", "8.6", "10.0", "10.3", "10.15", "11.0"):
         assert "GridSample" in support_for(v)[1]["ops"]
     assert support_for("10.9")[0] == "10.8" and support_for("8.3")[0] == "8.2" and support_for("11.1")[0] == "11.0"

@@ -172,8 +172,9 @@ def module_version(name, attr="__version__"):
 def cuda_version(root="/", run=_default_run, which=shutil.which):
     """CUDA runtime version: cuda-python, then the toolkit's version file, then nvidia-smi's header."""
     def from_cudart():
-        from cuda import cudart  # noqa: WPS433 (lazy: optional)
+        from defectrt.runtime.cuda_buffers import import_cudart  # cuda.bindings.runtime, else `from cuda import cudart`
 
+        cudart = import_cudart()
         err, ver = cudart.cudaRuntimeGetVersion()
         if int(err) == 0:
             return "{}.{}".format(ver // 1000, (ver % 1000) // 10)

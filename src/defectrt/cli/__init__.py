@@ -15,6 +15,8 @@ from defectrt.errors import DefectrtError
 
 # Module names under defectrt.cli, in the order of the flow: models -> export -> runtime -> bench.
 _COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
+# issue 16: on-device checks (defectrt verify BUNDLE, defectrt doctor)
+_COMMAND_MODULES += ("verify_cmd", "doctor_cmd")
 
 
 def imgsz_arg(values):

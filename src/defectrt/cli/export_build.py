@@ -31,15 +31,17 @@ def register(export_sub):
     g.add_argument("--batch", type=int, default=1)
     g.add_argument("--dynamic-batch", action="store_true")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the engine profile with --dynamic-batch")
-    p.add_argument("--workspace", default="2G", help="builder workspace (e.g. 2G, 512M)")
-    p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated")
+    p.add_argument("--workspace", default="auto", help="builder workspace (e.g. 2G, 512M; default auto: 1G, which "
+                   "fits a 4 GB Jetson Nano; raise it on bigger devices)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (default: timing.cache in the "
+                   "bundle, device-local and not hashed)")
     p.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Xavier / Orin AGX, NX)")
     p.add_argument("--val", metavar="DATA", help="dataset to measure mAP of FP32 and of the final precision")
     p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto",
                    help="DySample sampling form (default auto: from --target-trt; lowered for --int8-flavour cpu, "
                    "the faster form on ONNX Runtime)")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.4)")
+                   help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.2)")
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
     p.add_argument("--iou", type=float, default=0.45, help="default NMS IoU stored in the manifest")
     p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")

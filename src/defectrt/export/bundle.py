@@ -131,7 +131,7 @@ def _validate(onnx_path, data, imgsz, conf, iou):
 
 def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", calib_method="max",
                  target_trt=None,
-                 imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
+                 imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="auto", timing_cache=None,
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
                  plugins=(), engine="auto", force=False):
     """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
@@ -235,6 +235,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                 manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
         if trt is not None and engine != "never":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
+        from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
+
+        manifest["device_scripts"] = write_build_scripts(tmp, manifest)
         write_manifest(tmp, manifest)
     if manifest["engine"] is None:
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
@@ -266,7 +269,8 @@ def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
     batch = (1, max(1, b["max"] // 2), b["max"]) if b["dynamic"] else (b["size"],) * 3
     return build_engine(
         os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
-        batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace, timing_cache=timing_cache,
+        batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace,
+        timing_cache=timing_cache or os.path.join(folder, "timing.cache"),  # on by default (trtexec_script.TIMING_CACHE)
         dla_core=dla_core, plugins=plugins, force=True,
     )
 
@@ -308,6 +312,9 @@ def write_manifest(folder, manifest):
             if name in names and rel != MANIFEST and not is_temporary(name):
                 files[check_relpath(rel, where)] = sha256_file(full)
     manifest["files"] = dict(sorted(files.items()))
+    from defectrt.export.trtexec_script import TIMING_CACHE  # issue 16: the timing cache is device-local, unhashed
+
+    manifest["files"].pop(TIMING_CACHE, None)
     with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
         with open(tmp, "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=False)
@@ -327,6 +334,6 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
         raise UserInputError("{} already has an engine ({}); pass --force to rebuild it".format(
             bundle, manifest["engine"].get("tensorrt_version")))
     build = manifest.get("build") or {}
-    manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "2G", timing_cache,
+    manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "auto", timing_cache,
                                      dla_core if dla_core is not None else build.get("dla_core"), plugins)
     return write_manifest(bundle, manifest)

@@ -21,15 +21,13 @@ build succeeds (tactics, memory), so the engine build on the device is the final
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
-import re
 from dataclasses import dataclass, field
 
+from defectrt import trt_compat
 from defectrt.errors import UserInputError
 
-SUPPORT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trt_support.json")
+SUPPORT_FILE = trt_compat.SUPPORT_FILE
 STANDARD_DOMAINS = ("", "ai.onnx")
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto enums)
 
@@ -84,49 +82,14 @@ class Report:
     __str__ = format
 
 
-@functools.lru_cache(maxsize=1)
-def load_support():
-    with open(SUPPORT_FILE) as f:
-        return json.load(f)
+# The support table and TensorRT version parsing live in defectrt.trt_compat (one home for TensorRT versions).
+load_support = trt_compat.load_support
+support_for = trt_compat.support_row
 
 
 def parse_trt_version(text):
     """'8.2', '8.2.1.8', '10.3', 10.3 -> (major, minor). Anything else is a UserInputError."""
-    m = re.fullmatch(r"\s*(\d+)(?:\.(\d+))?(?:\.\d+)*\s*", str(text))
-    if not m:
-        raise UserInputError("--target-trt {!r}: give a TensorRT version such as 8.2, 8.6 or 10.3".format(text))
-    return int(m.group(1)), int(m.group(2) or 0)
-
-
-def _key(version_text):
-    return tuple(int(p) for p in version_text.split("."))
-
-
-def _resolve_ops(versions, key, seen=()):
-    row = versions[key]
-    if "ops" in row:
-        ops = set(row["ops"])
-    else:
-        if key in seen:
-            raise ValueError("trt_support.json: base cycle at " + key)
-        ops = _resolve_ops(versions, row["base"], seen + (key,))
-    return (ops | set(row.get("add", ()))) - set(row.get("remove", ()))
-
-
-def support_for(target_trt):
-    """The table row for a TensorRT version: (row_key, row with the resolved `ops` set)."""
-    major, minor = parse_trt_version(target_trt)
-    versions = load_support()["versions"]
-    rows = sorted(versions, key=_key)
-    candidates = [k for k in rows if _key(k) <= (major, minor) and _key(k)[0] == major]
-    if not candidates:
-        known = sorted({k.split(".")[0] for k in rows}, key=int)
-        raise UserInputError("--target-trt {}: TensorRT {}.x is not covered (known: {}.x; the oldest is {})".format(
-            target_trt, major, ".x, ".join(known), rows[0]))
-    key = candidates[-1]
-    row = dict(versions[key])
-    row["ops"] = _resolve_ops(versions, key)
-    return key, row
+    return trt_compat.major_minor(text)
 
 
 def load_onnx(model_or_path, external_data=False):
@@ -313,5 +276,5 @@ def _check_plugin(node, key, row, target, add):
                   "built on IPluginV2DynamicExt for 8.x, or --grid-sample lowered".format(
                       op, version, interface, key, ", ".join(row.get("plugin_interfaces", ()))), name, op))
     min_trt = req.get("min_trt")
-    if min_trt and parse_trt_version(min_trt) > target:
+    if min_trt and not trt_compat.has_at_least(target, min_trt):
         add(Issue("error", "plugin {} v{} needs TensorRT >= {}".format(op, version, min_trt), name, op))

@@ -46,6 +46,9 @@ def _class_aware_scores(graph, raw, prefix):
     return prefix + "boxes", prefix + "cscores"
 
 
+TRT_PLUGIN_DOMAIN = "trt.plugins"  # the domain ModelOpt and NVIDIA's tools give TensorRT plugin nodes
+
+
 def append_nms(model, mode, conf=0.25, iou=0.45, max_det=300):
     """Return `model` with NMS appended after its single output (B, 4+nc, A)."""
     if mode not in NMS_MODES:
@@ -66,7 +69,13 @@ def append_nms(model, mode, conf=0.25, iou=0.45, max_det=300):
             "EfficientNMS_TRT", [boxes, scores], list(TRT_OUTPUTS), name=prefix + "EfficientNMS_TRT",
             plugin_version="1", plugin_namespace="", background_class=-1, box_coding=1, score_activation=0,
             class_agnostic=0, iou_threshold=float(iou), score_threshold=float(conf), max_output_boxes=int(max_det),
+            domain=TRT_PLUGIN_DOMAIN,
         ))
+        # A custom op needs a declared domain: onnx.version_converter asserts on a node outside the default
+        # domain-less set, and the checker wants the domain's opset. TensorRT's parser finds the plugin by op
+        # type / plugin_version / plugin_namespace, whatever the domain (as for our own plugins, domain "defectrt").
+        if not any(imp.domain == TRT_PLUGIN_DOMAIN for imp in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(TRT_PLUGIN_DOMAIN, 1))
         graph.output.extend([
             helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch_dim, 1]),
             helper.make_tensor_value_info("det_boxes", TensorProto.FLOAT, [batch_dim, max_det, 4]),

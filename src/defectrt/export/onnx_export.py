@@ -18,7 +18,7 @@ Decisions (docs/EXPORT.md has the long form):
   Runtime and TensorRT >= 8.5 run), with the reason saying how to get the lowered form - or lowered when
   the file is for ONNX Runtime's CPU provider (`for_cpu`, the INT8 `cpu` flavour), where it is faster.
 - Opset: 17 by default (GridSample exists from 16; opset 20 renames GridSample's modes and TensorRT then
-  silently samples nearest). With a --target-trt whose parser documents a lower maximum (8.0-8.4: 13) the
+  silently samples nearest). With a --target-trt whose parser documents a lower maximum (8.0-8.2: 13) the
   default becomes that maximum.
 - After export: onnxslim simplification, checked (ONNX Runtime before vs after on the same input, and the
   island names re-checked), then PyTorch vs ONNX Runtime parity (max abs diff recorded), metadata per
@@ -115,7 +115,7 @@ def parse_imgsz(imgsz):
 
 
 def resolve_opset(opset, target_trt=None, grid_sample="auto"):
-    """None -> 17, or the target parser's documented maximum when that is lower (TensorRT 8.0-8.4: 13).
+    """None -> 17, or the target parser's documented maximum when that is lower (TensorRT 8.0-8.2: 13).
 
     grid_sample="plugin" keeps at least 16: the GridSample node must exist before it becomes a plugin node.
     """
@@ -154,15 +154,17 @@ def choose_grid_sample(requested, has_dysample, opset, target_trt=None, for_cpu=
     for_cpu: the file is meant for ONNX Runtime's CPU provider; "auto" without a TensorRT target then
     picks the lowered form, the faster of the two there (BENCHMARKS.md) for the same function.
     """
-    from defectrt.export.check import parse_trt_version
+    from defectrt import trt_compat
 
     if requested not in GRID_SAMPLE_MODES:
         raise UserInputError("--grid-sample {!r}: choose one of {}".format(requested, ", ".join(GRID_SAMPLE_MODES)))
     if not has_dysample:
         return "none", "the model has no DySample, so there is no grid sampling to export"
-    target = parse_trt_version(target_trt) if target_trt is not None else None
+    # Whether the target's ONNX parser imports GridSample is read from the support table (8.5+).
+    target = target_trt is not None
+    no_native = target and not trt_compat.parser_has_op(target_trt, "GridSample")
     tname = "TensorRT {}".format(target_trt) if target_trt is not None else None
-    if requested == "native" and target is not None and target < (8, 5):
+    if requested == "native" and no_native:
         raise UserInputError(
             "--grid-sample native cannot be parsed by {} (ONNX GridSample is parsed from TensorRT 8.5 / JetPack 5.1); "
             "use --grid-sample lowered (or auto)".format(tname))
@@ -183,7 +185,7 @@ def choose_grid_sample(requested, has_dysample, opset, target_trt=None, for_cpu=
     if requested == "plugin":
         return "plugin", "asked for (--grid-sample plugin): GridSample replaced by a TensorRT plugin node"
     # auto
-    if target is not None and target < (8, 5):
+    if no_native:
         return "lowered", ("{} has no GridSample in its ONNX parser (8.5+), so DySample's sampling is lowered to "
                            "Gather/Floor/Mul/Add, which it parses".format(tname))
     if opset < GRIDSAMPLE_MIN_OPSET:
@@ -191,7 +193,7 @@ def choose_grid_sample(requested, has_dysample, opset, target_trt=None, for_cpu=
     if opset >= GRIDSAMPLE_RENAMED_OPSET:
         return "lowered", ("at opset {} GridSample's renamed modes are misread by TensorRT (falls back to nearest), "
                            "so the sampling is lowered to gathers".format(opset))
-    if target is not None:
+    if target:
         return "native", "{} parses ONNX GridSample (8.5+), so the native op is kept".format(tname)
     if for_cpu:
         return "lowered", ("for ONNX Runtime's CPU provider, where the gather-based form runs faster than GridSample "

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 
+from defectrt import trt_compat
 from defectrt.errors import UserInputError
 
 PLUGIN_NAME = "DrtGridSample"
@@ -295,13 +296,7 @@ def build_plugin_library(build_dir, tensorrt_root=None, cuda_architectures=None,
 def _trt_version(target_trt):
     if target_trt is None or target_trt == "":
         return None
-    if isinstance(target_trt, (tuple, list)):
-        nums = [int(v) for v in target_trt][:3]
-    else:
-        nums = [int(v) for v in re.findall(r"\d+", str(target_trt))[:3]]
-    if not nums:
-        raise UserInputError("--target-trt {!r}: expected a TensorRT version such as 8.2 or 10.3".format(target_trt))
-    return tuple(nums + [0] * (3 - len(nums)))
+    return trt_compat.parse_version(target_trt, "--target-trt")
 
 
 def plugin_node_attrs(target_trt=None):
@@ -313,13 +308,13 @@ def plugin_node_attrs(target_trt=None):
     version = _trt_version(target_trt)
     if version is None:
         plugin_version = PLUGIN_VERSION_V2
-    elif version[0] < 8:
+    elif not trt_compat.has_at_least(version, trt_compat.OLDEST):
         raise UserInputError(
             "--grid-sample plugin needs TensorRT 8.0 or newer; --target-trt {} is older".format(target_trt))
-    elif version[0] < 10:
-        plugin_version = PLUGIN_VERSION_V2
-    else:
+    elif trt_compat.has(version, "plugin_v3"):
         plugin_version = PLUGIN_VERSION_V3
+    else:
+        plugin_version = PLUGIN_VERSION_V2
     return PLUGIN_NAME, {"plugin_version": plugin_version, "plugin_namespace": PLUGIN_NAMESPACE}
 
 

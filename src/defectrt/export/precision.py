@@ -456,12 +456,14 @@ def _named_copy(model):
 
 # --------------------------------------------------------------------------------------------- INT8
 
-def _trt_major(target_trt):
+def _fp32_qdq_inputs(target_trt):
+    """True when the target's explicit Q/DQ wants FP32 inputs to QuantizeLinear (TensorRT 8.x), so the
+    INT8 graph keeps its un-quantized part FP32 at the source opset (defectrt.trt_compat: fp16_qdq_inputs)."""
     if target_trt is None:
-        return None
-    from defectrt.export.check import parse_trt_version
+        return False
+    from defectrt import trt_compat
 
-    return parse_trt_version(target_trt)[0]
+    return not trt_compat.flavour(target_trt).fp16_qdq_inputs
 
 
 def _lower_opset(model, opset):
@@ -509,7 +511,7 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
     if calibration_method not in CALIBRATION_METHODS:
         raise UserInputError("calibration method {!r}: choose one of {}".format(
             calibration_method, ", ".join(CALIBRATION_METHODS)))
-    major = _trt_major(target_trt)
+    fp32_qdq = _fp32_qdq_inputs(target_trt)
     onnx_out = check_output(onnx_out, force)
     source = _named_copy(_load(onnx_in))
     if flavour == "trt":
@@ -537,14 +539,14 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
         _detach_islands_from_dq(model)
         _unmark_boundary_nodes(model, islands)
         if flavour == "trt":
-            if major is not None and major <= 8:
+            if fp32_qdq:
                 model = _lower_opset(model, model_opset(source))
             else:
                 mid = os.path.join(work, "int8_fp32.onnx")
                 _onnx().save(model, mid)
                 model = _autocast(mid, [n for n in exclude if n in islands or n in tail], True)
                 _unmark_boundary_nodes(model, islands)
-    high = "fp32" if flavour == "cpu" or (major is not None and major <= 8) else "fp16"
+    high = "fp32" if flavour == "cpu" or fp32_qdq else "fp16"
     _set_metadata(model, source, precision="int8", int8_flavour=flavour, int8_high_precision=high,
                   int8_calibration="{} images, {} ({})".format(len(reader.files), calibration_method,
                                                                 os.path.basename(os.path.abspath(calib_dir))),

@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 
+from defectrt import trt_compat
 from defectrt.errors import UserInputError
 from defectrt.fileio import sha256_file
 from defectrt.runtime import limits
@@ -171,11 +172,6 @@ def read_verified(folder, manifest, rel):
     return data
 
 
-def _version(text):
-    nums = [int(x) for x in re.findall(r"\d+", str(text or ""))[:3]]
-    return tuple(nums + [0] * (3 - len(nums)))
-
-
 def engine_compatibility(record, trt_version, gpu=None):
     """-> (usable, reason). `record` is the manifest's engine entry; gpu {'gpu_name', 'compute_capability'}."""
     if not record:
@@ -183,7 +179,7 @@ def engine_compatibility(record, trt_version, gpu=None):
     if trt_version is None:
         return False, "TensorRT is not installed here"
     built = record.get("tensorrt_version")
-    if built and _version(built) != _version(trt_version):
+    if built and not trt_compat.same_release(built, trt_version):
         return False, "the engine was built with TensorRT {}, this device has {}".format(built, trt_version)
     gpu = gpu or {}
     for key, label in (("compute_capability", "compute capability"), ("gpu_name", "GPU")):
@@ -191,6 +187,10 @@ def engine_compatibility(record, trt_version, gpu=None):
         if want and have and "unknown" not in (want, have) and str(want) != str(have):
             return False, "the engine was built for {} {}, this device has {}".format(label, want, have)
     return True, "TensorRT {} engine built for this {}".format(trt_version, gpu.get("gpu_name") or "GPU")
+
+
+# issue 16: where defectrt's Python is not available (JetPack 4.6), the bundle's own trtexec script rebuilds it
+REBUILD_WITHOUT_PYTHON = " (without defectrt's Python: sh {}/build_engine.sh)"
 
 
 def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None):
@@ -205,7 +205,7 @@ def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None)
         return "tensorrt", resolve_file(folder, record.get("file", "model.engine")), why
     if backend == "tensorrt":
         raise UserInputError("bundle {}: cannot run the TensorRT engine: {}. Rebuild it here with: {}".format(
-            folder, why, REBUILD.format(folder)))
+            folder, why, REBUILD.format(folder) + REBUILD_WITHOUT_PYTHON.format(folder)))
     return "onnxruntime", onnx_path, "ONNX Runtime on {} because {}".format(os.path.basename(onnx_path), why)
 
 

@@ -22,21 +22,59 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import re
 import subprocess
+import sys
 import time
 
 import numpy as np
 
+from defectrt import trt_compat
 from defectrt.errors import UserInputError
 from defectrt.runtime import modelinfo
 
 log = logging.getLogger("defectrt")
 
-REBUILD_HINT = "rebuild it on this device with `defectrt export build BUNDLE --engine --force`"
+REBUILD_HINT = ("rebuild it on this device with `defectrt export build BUNDLE --engine --force` (or the bundle's "
+                "build_engine.sh, which runs trtexec)")
+
+
+_DLL_DIRECTORIES = []  # handles from os.add_dll_directory: a directory stays searchable while its handle lives
+
+
+def add_tensorrt_dll_directories(environ=None, platform=None, add_dll_directory=None, isdir=os.path.isdir,
+                                 listdir=os.listdir):
+    """Windows, Python 3.8+: DLL dependencies are no longer searched on PATH (only the loading module's folder,
+    the system folders and os.add_dll_directory ones), so nvinfer*.dll - which our plugin DLL and tensorrt's
+    own .pyd need - is not found from a PATH-only TensorRT install. Add TensorRT's lib folder (TENSORRT_DIR /
+    TRT_LIB_DIR, or the PATH entries that hold nvinfer*.dll) and CUDA's bin folder (CUDA_PATH). -> the folders
+    added. Does nothing elsewhere. UNVERIFIED ON HARDWARE (no Windows machine with TensorRT here)."""
+    platform = platform or sys.platform
+    add_dll_directory = add_dll_directory or getattr(os, "add_dll_directory", None)
+    if not platform.startswith("win") or add_dll_directory is None:
+        return []
+    environ = os.environ if environ is None else environ
+    candidates = []
+    for var in ("TENSORRT_DIR", "TRT_LIB_DIR"):
+        if environ.get(var):
+            candidates += [environ[var], os.path.join(environ[var], "lib"), os.path.join(environ[var], "bin")]
+    for entry in (environ.get("PATH") or "").split(os.pathsep):
+        try:
+            if entry and any(n.lower().startswith("nvinfer") and n.lower().endswith(".dll") for n in listdir(entry)):
+                candidates.append(entry)
+        except OSError:
+            continue
+    if environ.get("CUDA_PATH"):
+        candidates.append(os.path.join(environ["CUDA_PATH"], "bin"))
+    added = []
+    for folder in candidates:
+        if folder not in added and isdir(folder):
+            _DLL_DIRECTORIES.append(add_dll_directory(folder))
+            added.append(folder)
+    return added
 
 
 def import_tensorrt():
+    add_tensorrt_dll_directories()
     try:
         import tensorrt as trt
     except ImportError:
@@ -59,17 +97,16 @@ def tensorrt_version():
     return getattr(trt, "__version__", None) if trt is not None else None
 
 
-def parse_version(text):
-    nums = [int(x) for x in re.findall(r"\d+", str(text))[:3]]
-    return tuple(nums + [0] * (3 - len(nums)))
+parse_version = trt_compat.parse_version  # kept importable from here; the one parser lives in trt_compat
 
 
 def gpu_identity():
     """{'gpu_name', 'compute_capability'} of device 0, or 'unknown' values. Never raises."""
     info = {"gpu_name": "unknown", "compute_capability": "unknown"}
-    try:  # cuda-python, where installed
-        from cuda import cudart
+    try:  # cuda-python, where installed (cuda.bindings.runtime from 12.6, `from cuda import cudart` before)
+        from defectrt.runtime.cuda_buffers import import_cudart
 
+        cudart = import_cudart()
         err, prop = cudart.cudaGetDeviceProperties(0)
         if int(err) == 0:
             name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
@@ -110,11 +147,8 @@ def load_plugin_libraries(trt, logger, plugins=()):
 
 
 def select_api(version):
-    """"tensor" (names + execute_async_v3, 8.5+) or "bindings" (execute_async_v2, 8.0-8.4)."""
-    v = parse_version(version)
-    if v < (8, 0):
-        raise UserInputError("TensorRT {} is too old: defectrt runs engines from TensorRT 8.0 (JetPack 4.6) on".format(version))
-    return "tensor" if v >= (8, 5) else "bindings"
+    """"tensor" (names + execute_async_v3, 8.5+) or "bindings" (execute_async_v2, 8.0-8.4): trt_compat's io_api."""
+    return trt_compat.flavour(version).io_api
 
 
 class IOTensor(object):
@@ -183,7 +217,7 @@ def check_recorded_version(path, expected, trt_version):
     """Compare a manifest's engine record with this TensorRT before trying to deserialise."""
     if expected and expected.get("tensorrt_version"):
         built = expected["tensorrt_version"]
-        if parse_version(built) != parse_version(trt_version):
+        if not trt_compat.same_release(built, trt_version):
             raise UserInputError("{} was built with TensorRT {} but this device has TensorRT {}; engines only run on "
                                  "the version they were built with: {}".format(path, built, trt_version, REBUILD_HINT))
 
