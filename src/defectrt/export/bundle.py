@@ -23,6 +23,7 @@ import numpy as np
 
 from defectrt import __version__
 from defectrt.errors import UserInputError
+from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 
 log = logging.getLogger("defectrt")
@@ -270,7 +271,7 @@ def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
     return build_engine(
         os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
         batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace,
-        timing_cache=timing_cache or os.path.join(folder, "timing.cache"),  # on by default (trtexec_script.TIMING_CACHE)
+        timing_cache=timing_cache or os.path.join(folder, TIMING_CACHE),  # on by default, next to the engine
         dla_core=dla_core, plugins=plugins, force=True,
     )
 
@@ -286,7 +287,7 @@ def our_bundle(folder):
     if not os.listdir(folder):
         return None
     try:
-        listed = set(read_manifest(folder, verify=False)["files"]) | {MANIFEST}
+        listed = set(read_manifest(folder, verify=False)["files"]) | {MANIFEST, TIMING_CACHE}
     except UserInputError:
         return "it is not a defectrt bundle (no valid {} of format {!r})".format(MANIFEST, FORMAT)
     return describe_foreign(foreign_entries(folder, lambda rel: rel in listed or is_temporary(rel)), "the bundle")
@@ -312,8 +313,6 @@ def write_manifest(folder, manifest):
             if name in names and rel != MANIFEST and not is_temporary(name):
                 files[check_relpath(rel, where)] = sha256_file(full)
     manifest["files"] = dict(sorted(files.items()))
-    from defectrt.export.trtexec_script import TIMING_CACHE  # issue 16: the timing cache is device-local, unhashed
-
     manifest["files"].pop(TIMING_CACHE, None)
     with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
         with open(tmp, "w") as f:
