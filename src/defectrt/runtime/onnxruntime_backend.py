@@ -44,6 +44,7 @@ class OnnxRuntimeBackend(object):
     def __init__(self, path, threads=None, device=None, imgsz=None, optimization="all"):
         import onnxruntime as ort
 
+        self._settings = {"threads": threads, "device": device, "imgsz": imgsz, "optimization": optimization}
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise UserInputError("{}: no such ONNX file".format(self.path))
@@ -105,6 +106,13 @@ class OnnxRuntimeBackend(object):
         if len(outs) == 1:
             return outs[0]
         return dict(zip(self.output_names, outs))
+
+    def parallel(self, inflight):
+        """Throughput mode: `inflight` sessions, each on its own worker thread with its share of the threads."""
+        from defectrt.runtime.throughput import ThreadedRunner, split_threads
+
+        settings = dict(self._settings, threads=split_threads(self._settings["threads"], inflight))
+        return ThreadedRunner(lambda: OnnxRuntimeBackend(self.path, **settings), inflight)
 
     def close(self):
         self.session = None
