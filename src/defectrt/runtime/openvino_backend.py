@@ -168,18 +168,11 @@ class _AsyncRunner(object):
             config["INFERENCE_NUM_THREADS"] = backend.threads
         self.compiled = backend.core.compile_model(backend.path, backend.device, config)
         self.queue = ov.AsyncInferQueue(self.compiled, int(inflight))
-        self.queue.set_callback(self._done)
-        # An AsyncInferQueue still alive at interpreter exit aborts the process (std::terminate in its
-        # threads): close it first.
+        # The callback must not refer to self: a reference cycle through the queue could be collected in
+        # one of OpenVINO's callback threads, whose destructor then joins itself (std::terminate). For the
+        # same reason a queue still alive at interpreter exit is closed first.
+        self.queue.set_callback(_completion(list(backend.output_names)))
         atexit.register(self.close)
-
-    def _done(self, request, future):
-        try:
-            outs = [np.array(request.get_output_tensor(i).data, copy=True)
-                    for i in range(len(self.backend.output_names))]
-            future.set_result(outs[0] if len(outs) == 1 else dict(zip(self.backend.output_names, outs)))
-        except BaseException as exc:  # reaches the consumer through the future
-            future.set_exception(exc)
 
     def submit(self, blob):
         future = concurrent.futures.Future()
@@ -192,3 +185,14 @@ class _AsyncRunner(object):
             self.queue.wait_all()
         self.queue = None
         self.compiled = None
+
+
+def _completion(output_names):
+    def done(request, future):
+        try:
+            outs = [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(output_names))]
+            future.set_result(outs[0] if len(outs) == 1 else dict(zip(output_names, outs)))
+        except BaseException as exc:  # reaches the consumer through the future
+            future.set_exception(exc)
+
+    return done
