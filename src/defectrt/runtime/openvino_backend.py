@@ -54,6 +54,17 @@ def cpu_is_intel():
     return "intel" in (platform.processor() or "").lower()
 
 
+def cpu_bf16_support():
+    """True when OpenVINO reports bf16 execution on this CPU (AMX or AVX-512 BF16)."""
+    ov = import_openvino()
+    if ov is None:
+        return False
+    try:
+        return "BF16" in list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:
+        return False
+
+
 def _onnx_metadata(path):
     import onnx
 
