@@ -71,8 +71,11 @@ def cv2_usable():
     return _CV2_OK
 
 
-def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None):
-    """-> indices of kept boxes, highest score first. boxes (N, 4) x1, y1, x2, y2."""
+def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None, start_k=None):
+    """-> indices of kept boxes, highest score first. boxes (N, 4) x1, y1, x2, y2.
+
+    start_k: the first prefix to try (a caller that knows the best k keep fewer than max_det passes 4 k).
+    """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
@@ -81,7 +84,7 @@ def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None):
         if max_det is None:
             return _cv2_nms(boxes, scores, iou_threshold)
         limit = int(max_det)
-        top_k = max(4 * limit, 256)
+        top_k = int(start_k) if start_k else max(4 * limit, 256)
         while True:
             exhaustive = top_k >= boxes.shape[0]
             keep = _cv2_nms(boxes, scores, iou_threshold, 0 if exhaustive else top_k)
@@ -91,9 +94,10 @@ def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None):
     return nms_numpy(boxes, scores, iou_threshold, max_det)
 
 
-# Largest (classes x m x m) pairwise block the grouped NMS builds (float64: 8 bytes an entry per temporary);
+# Largest (classes x m x m) pairwise block the grouped NMS builds (float64: 8 bytes an entry per temporary;
+# above ~256 boxes of one class the OpenCV path is faster);
 # a prefix needing more goes to the offset path (OpenCV / numpy) instead, so memory stays bounded.
-GROUPED_MAX_PAIRS = 1 << 20
+GROUPED_MAX_PAIRS = 1 << 18
 
 
 def top_order(scores, k):
@@ -120,7 +124,7 @@ def _grouped_greedy(boxes, class_ids, iou_threshold):
     matrix (j before i, same class, IoU > threshold) is one vectorised computation. The greedy answer is
     the unique fixed point of keep[i] = not any(keep[j] and S[j, i], j < i), and iterating that map from
     all-True fixes one more position per step, so a few whole-matrix steps usually settle it; long
-    suppression chains finish with a sweep over positions (each step vectorised over classes).
+    suppression chains are resolved by the greedy sweep over positions (each step vectorised over classes).
     """
     n = boxes.shape[0]
     by_class = np.argsort(class_ids, kind="stable")  # within a class: still score order
@@ -151,18 +155,22 @@ def _grouped_greedy(boxes, class_ids, iou_threshold):
         if np.array_equal(nxt, keep):
             break
         keep = nxt
-    else:  # not settled: positions < 8 are final, sweep the rest in order
-        for i in range(min(m, 8), m):
-            keep[:, i] = valid[:, i] & ~np.any(sup[:, :i, i] & keep[:, :i], axis=1)
+    else:  # not settled (a long suppression chain): the plain greedy sweep, one position at a time, each
+        # step a contiguous row of sup across all classes
+        removed = ~valid
+        for i in range(m):
+            alive = ~removed[:, i]
+            removed |= sup[:, i, :] & alive[:, None]
+        keep = ~removed
     out = np.zeros(n, bool)
     out[by_class] = keep[g, pos]
     return out
 
 
-def _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2):
+def _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=None):
     span = float(boxes.max() - boxes.min()) + 1.0
     shifted = boxes + (np.asarray(class_ids, dtype=np.float64) * span)[:, None]
-    return nms(shifted, scores, iou_threshold, max_det, use_cv2)
+    return nms(shifted, scores, iou_threshold, max_det, use_cv2, start_k=start_k)
 
 
 def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=None):
@@ -186,8 +194,8 @@ def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=N
     while True:
         order = top_order(scores, k)
         keep = _grouped_greedy(boxes[order], class_ids[order], iou_threshold)
-        if keep is None:
-            return _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2)
+        if keep is None:  # k came from a smaller prefix that kept too few: start the offset path at k
+            return _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=k)
         kept = order[keep]
         if kept.size >= limit or k >= n:
             return kept[:limit].astype(np.int64)
