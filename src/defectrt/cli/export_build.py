@@ -79,7 +79,8 @@ def run(args):
     )
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(
         args.output, manifest["precision"], manifest["imgsz"][0], manifest["imgsz"][1], manifest["grid_sample"],
-        manifest["engine"]["tensorrt_version"] if manifest["engine"] else "none (TensorRT not installed here)"))
+        manifest["engine"]["tensorrt_version"] if manifest["engine"] else
+        "none (a bf16 bundle is for OpenVINO)" if manifest["precision"] == "bf16" else "none (TensorRT not installed here)"))
     if manifest.get("val"):
         for prec in ("fp32", "fp16", "int8", "bf16"):
             if prec in manifest["val"]:

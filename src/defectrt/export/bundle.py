@@ -248,7 +248,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         write_manifest(tmp, manifest)
-    if manifest["engine"] is None:
+    if manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
                     "defectrt export build %s --engine", output, output)
     return manifest
