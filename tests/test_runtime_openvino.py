@@ -130,3 +130,12 @@ def test_missing_openvino_is_a_clear_error(monkeypatch, tmp_path):
     model.write_bytes(b"")
     with pytest.raises(UserInputError, match=r"defectrt\[openvino\]"):
         Detector(str(model), backend="openvino")
+
+
+@needs_openvino
+def test_auto_keeps_onnxruntime_and_says_when_openvino_is_worth_trying(demo_bundle, monkeypatch):
+    monkeypatch.setattr(ovb, "cpu_is_intel", lambda: True)
+    det = Detector(demo_bundle)
+    assert det.backend_name == "onnxruntime" and "backend='openvino'" in det.backend_reason
+    monkeypatch.setattr(ovb, "cpu_is_intel", lambda: False)
+    assert "openvino" not in Detector(demo_bundle).backend_reason.lower()

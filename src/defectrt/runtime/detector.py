@@ -96,7 +96,6 @@ class Detector(object):
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         self.manifest = None
         self._openvino = dict(openvino or {})
-        self._threads = threads
         stored = {}
         if _is_backend_object(model):
             self.backend = model
@@ -203,7 +202,7 @@ class Detector(object):
 
             if import_openvino() is not None:
                 return (self._openvino_backend(path, threads, imgsz, manifest),
-                        "OpenVINO with bf16 execution: a bf16 bundle ({})".format(reason))
+                        "OpenVINO with bf16 execution: a bf16 bundle is made for it")
             reason += "; this bf16 bundle runs in FP32 on ONNX Runtime (install OpenVINO for bf16)"
         return self._onnxruntime(path, threads, imgsz, device), reason + _openvino_hint(device)
 
