@@ -175,26 +175,46 @@ def main():
     print(md)
 
 
+def _per_round(report, key, base):
+    a, b = report["rounds"][key], report["rounds"][base]
+    return statistics.median([x / y for x, y in zip(a, b)])
+
+
 def markdown(report):
     med, acc = report["median_ms"], report["accuracy"]
     fp32_acc = (acc.get("ort_fp32_native") or {}).get("map50_95")
-    lines = ["| cell | median ms (end to end, 1 thread) | round medians | vs ONNX Runtime FP32 native | mAP50-95 | "
-             "loss vs FP32 native (points) |", "|---|---|---|---|---|---|"]
+    lines = ["| cell | median ms (end to end, 1 thread) | round medians | vs ORT FP32 native (median of per-round "
+             "ratios) | Ultralytics / this (per-round) | mAP50-95 | loss vs FP32 (points) |",
+             "|---|---|---|---|---|---|---|"]
+    ultra = "ultralytics_fp32_native" in report["rounds"]
     for k, v in med.items():
         a = (acc.get(k) or {}).get("map50_95")
         loss = "" if a is None or fp32_acc is None else "{:+.2f}".format((fp32_acc - a) * 100)
-        lines.append("| {} | {:.1f} | {} | {:.2f}x | {} | {} |".format(
-            k, v, " ".join("{:.0f}".format(x) for x in report["rounds"][k]), report["ratio_vs_ort_fp32_native"][k],
+        lines.append("| {} | {:.1f} | {} | {:.2f}x | {} | {} | {} |".format(
+            k, v, " ".join("{:.0f}".format(x) for x in report["rounds"][k]),
+            _per_round(report, k, "ort_fp32_native"),
+            "{:.2f}x".format(1 / _per_round(report, k, "ultralytics_fp32_native")) if ultra else "",
             "" if a is None else "{:.4f}".format(a), loss))
-    lines += ["", "| throughput (2 threads) | images/s, median | round values |", "|---|---|---|"]
+    t = report["throughput_images_per_s"]
+    lines += ["", "| throughput (2 threads) | images/s, median | round values | inflight 2 / one stream (per round) |",
+              "|---|---|---|---|"]
     for k, v in report["throughput_median"].items():
-        lines.append("| {} | {:.1f} | {} |".format(k, v, " ".join("{:.1f}".format(x)
-                                                                  for x in report["throughput_images_per_s"][k])))
+        one = k.rsplit("/", 1)[0] + "/1"
+        ratio = statistics.median([x / y for x, y in zip(t[k], t[one])])
+        lines.append("| {} | {:.1f} | {} | {:.2f}x |".format(k, v, " ".join("{:.1f}".format(x) for x in t[k]), ratio))
     lines.append("")
-    lines.append("Load average during the run (shared machine): {}".format(
+    lines.append("Load average at the end of the run (shared machine): {}".format(
         " ".join("{:.1f}".format(x) for x in report["load_average"])))
     return "\n".join(lines) + "\n"
 
 
+def render(path):
+    with open(path) as f:
+        print(markdown(json.load(f)))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # re-render a results.json
+        render(sys.argv[2])
+    else:
+        main()
