@@ -21,16 +21,6 @@ def _images(kind, n, seed=4242):
     return [generate(kind, i, seed=seed)[0] for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def pcb_bundle(tmp_path_factory):
-    pytest.importorskip("torch")
-    from defectrt.export.bundle import build_bundle
-
-    out = str(tmp_path_factory.mktemp("demo") / "pcb.bundle")
-    build_bundle("demo:pcb", out, precision="fp32")
-    return out
-
-
 def _compare(bundle, images, box_atol):
     ort = Detector(bundle, backend="onnxruntime", conf=0.25)
     ov = Detector(bundle, backend="openvino", conf=0.25)
@@ -54,8 +44,12 @@ def test_openvino_matches_onnxruntime_on_the_demo_screw_bundle(demo_bundle):
 
 
 @needs_openvino
-def test_openvino_matches_onnxruntime_on_the_demo_pcb_bundle(pcb_bundle):
-    _compare(pcb_bundle, _images("pcb", 3), box_atol=0.5).close()
+def test_openvino_matches_onnxruntime_on_the_demo_pcb_bundle(tmp_path):
+    pytest.importorskip("torch")
+    from defectrt.export.bundle import build_bundle
+
+    build_bundle("demo:pcb", str(tmp_path / "pcb.bundle"), precision="fp32")
+    _compare(str(tmp_path / "pcb.bundle"), _images("pcb", 3), box_atol=0.5).close()
 
 
 @needs_openvino
