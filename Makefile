@@ -22,6 +22,8 @@ install-export: venv
 
 install-test: install-export
 	$(PIP) install -q -e '.[export,modelopt,dev]'
+	# OpenVINO backend tests (issue #18)
+	$(PIP) install -q -e '.[openvino]'
 
 demo: install-export
 	$(PY) scripts/demo.py

@@ -10,6 +10,8 @@ Two modes:
 - ``end_to_end``: the query is ``Detector.__call__`` on the images; while it runs, the Detector's stage
   methods are wrapped (instance attributes, removed afterwards) so that the same query also yields
   preprocess / compute (or infer_host) / postprocess.
+- ``throughput`` (``inflight=N``): the query is a burst of images through ``Detector.stream(inflight=N)``
+  (N requests in flight); images/s is the figure, ``end_to_end`` the wall time of one burst.
 """
 from __future__ import annotations
 
@@ -85,6 +87,20 @@ def _instrumented(det, record, compute_stage):
                 delattr(det, attr)
             except AttributeError:
                 pass
+
+
+def measure_inflight(det, inflight, imgsz, settings=None):
+    """Throughput mode: images/s of bursts of 4 * inflight images through Detector.stream(inflight=N)."""
+    s = _settings(settings)
+    burst = 4 * int(inflight)
+    images = synthetic_images(burst, imgsz)
+    loop = timing.run_loop(lambda: list(det.stream(images, inflight=inflight)), batch=burst, **s)
+    stats = loop.stats()
+    reason = "throughput mode: the stages of {} requests in flight overlap; see images/s".format(inflight)
+    table, absent = _stage_table(stats, {k: reason for k in timing.STAGES if k != "end_to_end"})
+    return {"mode": "throughput", "batch": 1, "inflight": int(inflight), "images_per_query": burst,
+            "imgsz": list(imgsz), "stages": table, "absent": absent, "throughput": loop.throughput(),
+            "warmup": {"queries": loop.warmup_queries, "seconds": loop.warmup_s}, "warnings": timing.warnings_for(stats)}
 
 
 def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=None):
@@ -203,7 +219,7 @@ def _accepts(fn, name):
 
 
 def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, end_to_end=False, settings=None,
-                cuda_graph=False, peak_gflops=None, detector_cls=None, log=None):
+                cuda_graph=False, peak_gflops=None, detector_cls=None, log=None, inflight=None, openvino=None):
     """Load `model` with the runtime Detector (cold start timed), measure every batch size; -> [result entry].
 
     A batch size the model cannot run (e.g. a fixed batch of 1) gives a result with status "failed" and
@@ -221,6 +237,8 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
     kwargs = {"backend": backend}
     if threads is not None:
         kwargs["threads"] = threads
+    if openvino:
+        kwargs["openvino"] = openvino
     if imgsz is not None and _accepts(detector_cls, "imgsz"):
         kwargs["imgsz"] = tuple(imgsz)
     graph_in_ctor = cuda_graph and _accepts(detector_cls, "cuda_graph")
@@ -262,7 +280,7 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
     fields = dict(source=ident["source"], variant=ident["variant"], precision=ident["precision"],
                   backend=str(getattr(be, "name", backend)), providers=timing.providers_of(be))
     results = []
-    mode = "end_to_end" if end_to_end else "model"
+    mode = "throughput" if inflight else "end_to_end" if end_to_end else "model"
     for b in batches:
         if fixed_batch is not None and b != fixed_batch:
             results.append(result_entry(
@@ -271,7 +289,12 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
                     fixed_batch, b), **fields))
             continue
         try:
-            m = measure(det, batch=b, imgsz=size, end_to_end=end_to_end, settings=settings)
+            if inflight:
+                if b != 1:
+                    raise UserInputError("--inflight runs one image per request; use --batch 1")
+                m = measure_inflight(det, inflight, size, settings=settings)
+            else:
+                m = measure(det, batch=b, imgsz=size, end_to_end=end_to_end, settings=settings)
         except Exception as exc:  # UserInputError included: one impossible cell must not lose the others
             if log:
                 log("{} batch {}: failed: {}".format(ident["source"], b, exc))

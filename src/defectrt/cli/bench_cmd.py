@@ -1,13 +1,14 @@
 """`defectrt bench`: trtexec-grade latency / throughput reports, and `defectrt bench merge` across machines.
 
-    defectrt bench MODEL... [--backend auto|onnxruntime|tensorrt] [--batch 1,2,4] [--imgsz H W]
+    defectrt bench MODEL... [--backend auto|onnxruntime|tensorrt|openvino] [--batch 1,2,4] [--imgsz H W]
                    [--warmup-s S | --warmup-iters N] [--duration-s S | --iters N] [--threads N]
                    [--end-to-end] [--cuda-graph] [--label NAME] [--no-peak] [--json out.json] [--md out.md] [--force]
     defectrt bench merge A.json B.json ... [--md out.md] [--json out.json] [--force]
 
 Without --end-to-end the query is the model call on a pre-made blob (h2d / compute / d2h per stage where the
 backend can time them), with preprocess and postprocess timed separately on a synthetic image of the
-model's size; with --end-to-end the query is Detector.__call__ on the images.  Without --json / --md the
+model's size; with --end-to-end the query is Detector.__call__ on the images; with --inflight N it is a
+burst of images through Detector.stream(inflight=N) (throughput mode: images/s).  Without --json / --md the
 Markdown report goes to stdout.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from defectrt.cli.backend_args import add_backend_args, openvino_options
 from defectrt.errors import UserInputError
 
 
@@ -28,7 +30,7 @@ def register(sub):
     )
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help="runtime backend")
+    add_backend_args(p, inflight=True)
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
     p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size H W (or N): default the model's own")
     p.add_argument("--warmup-s", type=float, default=0.2, help="warm-up seconds (default 0.2, as trtexec)")
@@ -132,13 +134,17 @@ def run(args):
 
     env = environment.collect()
     peak = None if args.no_peak else peak_gflops()
+    openvino = openvino_options(args)
     settings.update(threads=args.threads, mode="end_to_end" if args.end_to_end else "model", cuda_graph=args.cuda_graph,
                     backend=args.backend, batches=batches)
+    if args.inflight:
+        settings.update(mode="throughput", inflight=args.inflight)
     report = rep.new_report(_command_from_args(args), env, settings, label=args.label, peak=peak)
     for m in args.models:
         report["results"] += runner.bench_model(
             m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
             settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
+            inflight=args.inflight, openvino=openvino,
         )
     md = rep.to_markdown(report)
     summary = "\n".join(["| " + " | ".join(rep.SUMMARY_HEADER) + " |"] +
@@ -153,7 +159,9 @@ def _command_from_args(args):
     warmup_s = None if args.warmup_iters is not None else args.warmup_s
     for flag, value in (("--backend", args.backend), ("--batch", args.batch), ("--warmup-s", warmup_s),
                         ("--warmup-iters", args.warmup_iters), ("--duration-s", None if args.iters else args.duration_s),
-                        ("--iters", args.iters), ("--threads", args.threads), ("--label", args.label),
+                        ("--iters", args.iters), ("--threads", args.threads), ("--inflight", args.inflight),
+                        ("--ov-precision", args.ov_precision), ("--ov-streams", args.ov_streams),
+                        ("--ov-cache-dir", args.ov_cache_dir), ("--label", args.label),
                         ("--json", args.json), ("--md", args.md)):
         if value is not None:
             cmd += [flag, str(value)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from defectrt.cli import imgsz_arg
+from defectrt.cli.backend_args import add_backend_args, openvino_options
 
 from defectrt.runtime.media import IMAGE_EXTS
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265")
@@ -31,7 +32,7 @@ def register(subparsers):
     p.add_argument("--iou", type=float, help="NMS IoU threshold (default: the bundle's, else 0.45)")
     p.add_argument("--max-det", type=int, help="detections kept per image (default: the bundle's, else 300)")
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
+    add_backend_args(p, inflight=True)
     p.add_argument("--imgsz", type=int, nargs="+", help="N or H W, for models with a dynamic input size")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--device", help="ONNX Runtime device: cpu (default) or cuda")
@@ -238,7 +239,7 @@ def run(args):
     _check_outputs(args, frames)
     det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
                    classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
-                   device=args.device)
+                   device=args.device, openvino=openvino_options(args))
     done = 0
     with contextlib.ExitStack() as stack:
         results = video = None
@@ -247,7 +248,7 @@ def run(args):
             results = stack.enter_context(open(tmp, "w"))
         bar = stack.enter_context(tqdm(total=frames.total, unit="img" if kind in ("image", "folder") else "frame",
                                        file=sys.stderr, disable=not sys.stderr.isatty() or (frames.total or 99) < 10))
-        stream = det.stream(frames)
+        stream = det.stream(frames, inflight=args.inflight)
         try:
             for dets in stream:
                 source, index, img = frames.meta.popleft()

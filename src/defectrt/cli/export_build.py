@@ -17,7 +17,9 @@ def register(export_sub):
     p.add_argument("model", help="checkpoint (.safetensors/.pt), registry name, demo:screw, an .onnx file, "
                    "or (with --engine) an existing bundle folder")
     p.add_argument("-o", "--output", help="bundle folder to write (e.g. screw.bundle)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "bf16"), default="fp16",
+                   help="bf16: FP32 model run by OpenVINO in bf16 on AMX / AVX-512 BF16 CPUs; needs --val (offered "
+                   "only when it loses at most 0.3 points of mAP50-95)")
     p.add_argument("--calib", help="calibration images (a folder, or a dataset whose images/train is used)")
     p.add_argument("--calib-count", type=int, default=300, help="calibration images to use (default 300)")
     p.add_argument("--int8-flavour", choices=("trt", "cpu"), default="trt",
@@ -38,8 +40,9 @@ def register(export_sub):
     p.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Xavier / Orin AGX, NX)")
     p.add_argument("--val", metavar="DATA", help="dataset to measure mAP of FP32 and of the final precision")
     p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto",
-                   help="DySample sampling form (default auto: from --target-trt; lowered for --int8-flavour cpu, "
-                   "the faster form on ONNX Runtime)")
+                   help="DySample sampling form (default auto: from --target-trt; lowered for a CPU bundle - "
+                   "fp32 / bf16 without --target-trt and without an engine, or --int8-flavour cpu - the faster form "
+                   "on ONNX Runtime and OpenVINO)")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.2)")
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
@@ -78,9 +81,10 @@ def run(args):
     )
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(
         args.output, manifest["precision"], manifest["imgsz"][0], manifest["imgsz"][1], manifest["grid_sample"],
-        manifest["engine"]["tensorrt_version"] if manifest["engine"] else "none (TensorRT not installed here)"))
+        manifest["engine"]["tensorrt_version"] if manifest["engine"] else
+        "none (a bf16 bundle is for OpenVINO)" if manifest["precision"] == "bf16" else "none (TensorRT not installed here)"))
     if manifest.get("val"):
-        for prec in ("fp32", "fp16", "int8"):
+        for prec in ("fp32", "fp16", "int8", "bf16"):
             if prec in manifest["val"]:
                 m = manifest["val"][prec]
                 print("  val {}: mAP50 {:.4f}  mAP50-95 {:.4f}  P {:.4f}  R {:.4f}".format(

@@ -6,6 +6,7 @@ import os
 import sys
 
 from defectrt.cli import imgsz_arg
+from defectrt.cli.backend_args import add_backend_args, openvino_options
 
 RUNTIME_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
@@ -28,8 +29,7 @@ def register(sub):
     p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
     p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
     p.add_argument("--batch", type=int, default=8, help="images per inference call (default 8)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
-                   help="runtime backend for ONNX / engines / bundles (default auto)")
+    add_backend_args(p)
     p.add_argument("--pr-conf", type=float,
                    help="report P and R at this confidence (default: the threshold with the best mean F1)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
@@ -41,19 +41,19 @@ def _is_runtime_model(ref):
     return ref.lower().endswith(RUNTIME_SUFFIXES) or os.path.isdir(ref)
 
 
-def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="auto"):
+def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="auto", openvino=None):
     """A Detector for `model`: runtime files directly, anything else through the PyTorch backend."""
     from defectrt.errors import UserInputError
     from defectrt.runtime.detector import Detector
 
     kw = dict(conf=conf, iou=iou, max_det=max_det)
     if _is_runtime_model(model):
-        return Detector(model, backend=backend, imgsz=imgsz, **kw)
+        return Detector(model, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
     try:
         from defectrt.models.torch_backend import TorchBackend
     except ImportError as exc:
         if model.startswith("demo:"):  # device installs have no torch but may ship the demo bundles
-            return Detector(model, backend=backend, imgsz=imgsz, **kw)
+            return Detector(model, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
         raise UserInputError("{}: running a checkpoint or registry model needs PyTorch ({}); install "
                              "defectrt[export] or pass an exported .onnx / bundle".format(model, exc))
     return Detector(TorchBackend(model, imgsz=imgsz), **kw)
@@ -69,7 +69,7 @@ def run(args):
         check_output(args.json, args.force)  # fail before a long run, not after it
     dataset = load_dataset(args.data, args.split)
     det = make_detector(args.model, imgsz=imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                        backend=args.backend)
+                        backend=args.backend, openvino=openvino_options(args))
     names = _report_names(det, dataset, args.model)
     res = evaluate(det, dataset, batch=args.batch, conf=args.pr_conf, names=names, progress=sys.stderr.isatty())
     res["model"] = args.model

@@ -10,6 +10,16 @@ Bundle layout (a folder, written atomically: a failed build leaves nothing behin
                       Polygraphy-format inputs and ONNX Runtime outputs, so that on the device
                       `polygraphy run model.engine --trt --load-inputs ... --load-outputs ...` checks the engine
     model.engine      only when built where TensorRT is present (or added later with --engine)
+
+A bundle is "for a CPU" when no --target-trt is given and no engine is built with it (TensorRT absent here,
+or engine="never"), at fp32 or bf16, or with the INT8 `cpu` flavour: its DySample grid sampling is then
+lowered by `auto` (the faster form on both CPU runtimes; TensorRT 8.0+ parses it too, should an engine be
+added later). fp16 and the INT8 `trt` flavour are GPU precisions and keep the native op.
+
+bf16 (OpenVINO on CPUs with AMX / AVX-512 BF16): model.onnx is the FP32 model and the manifest asks
+OpenVINO for bf16 execution (`runtime.openvino.inference_precision`). It is offered only with its accuracy
+measured (--val, OpenVINO installed, a bf16-capable CPU) and only when mAP50-95 drops by at most
+BF16_MAX_LOSS against FP32; otherwise the build fails and says why.
 """
 from __future__ import annotations
 
@@ -31,8 +41,17 @@ log = logging.getLogger("defectrt")
 FORMAT = "defectrt-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
-GOLDEN_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (5e-2, 5e-2)}
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+# bf16's golden data is ONNX Runtime's FP32 run of the (FP32) file, so it is checked at FP32 tolerance.
+GOLDEN_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (5e-2, 5e-2), "bf16": (1e-3, 1e-3)}
+BF16_MAX_LOSS = 0.003  # mAP50-95 (0..1): 0.3 points
+
+
+def for_cpu(precision, int8_flavour, target_trt, engine_built):
+    """Is the bundle meant for a CPU (see the module docstring)? Decides `auto` grid sampling."""
+    if precision == "int8":
+        return int8_flavour == "cpu"
+    return precision in ("fp32", "bf16") and target_trt is None and not engine_built
 
 
 def _imgsz(imgsz):
@@ -120,12 +139,12 @@ def _calibration_folder(calib):
     raise UserInputError("--calib {}: no images (.jpg/.png/.bmp) found there or in its images/train".format(calib))
 
 
-def _validate(onnx_path, data, imgsz, conf, iou):
+def _validate(onnx_path, data, imgsz, conf, iou, backend="onnxruntime", openvino=None):
     from defectrt.data.dataset import load_dataset
     from defectrt.data.val import evaluate
     from defectrt.runtime.detector import Detector
 
-    det = Detector(onnx_path, backend="onnxruntime", conf=conf, iou=iou)
+    det = Detector(onnx_path, backend=backend, conf=conf, iou=iou, openvino=openvino)
     metrics = evaluate(det, load_dataset(data, split="val"))
     return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
 
@@ -147,8 +166,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         raise UserInputError("--precision int8 needs --calib DIR (images pre-processed like the runtime)")
     if int8_flavour not in ("trt", "cpu"):
         raise UserInputError("--int8-flavour {!r}: choose trt or cpu".format(int8_flavour))
-    if dla_core is not None and precision == "fp32":
-        raise UserInputError("--dla-core needs --precision fp16 or int8: DLA runs no FP32")
+    if dla_core is not None and precision in ("fp32", "bf16"):
+        raise UserInputError("--dla-core needs --precision fp16 or int8: DLA runs no FP32 / bf16")
     from defectrt.runtime import limits
 
     # The manifest stores these for the runtime, which refuses them out of bounds: refuse them here first.
@@ -156,6 +175,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     max_det = limits.check_max_det(max_det, "--max-det")
     if imgsz is not None:
         limits.check_imgsz(_imgsz(imgsz), "--imgsz")
+    if precision == "bf16":
+        _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     trt = import_tensorrt()
     if engine == "always" and trt is None:
@@ -164,14 +185,15 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
-        # The INT8 cpu flavour is for ONNX Runtime on a CPU: "auto" grid sampling takes its faster form there.
+        # A bundle for a CPU: "auto" grid sampling takes its faster form there (see for_cpu).
+        cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
         export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
-                                   for_cpu=precision == "int8" and int8_flavour == "cpu")
+                                   for_cpu=cpu)
         meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
         imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
         final = os.path.join(tmp, "model.onnx")
         flavour = None
-        if precision == "fp32":
+        if precision in ("fp32", "bf16"):
             shutil.copyfile(fp32_path, final)
         elif precision == "fp16":
             from defectrt.export.precision import convert_fp16
@@ -185,7 +207,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                           target_trt=target_trt, calibration_method=calib_method, force=True)
         final_model = onnx.load(final, load_external_data=False)
         final_meta = _onnx_metadata(final_model)
-        if precision != "fp32":
+        if precision not in ("fp32", "bf16"):
             from defectrt.export.precision import island_violations
 
             bad = island_violations(final_model)
@@ -228,22 +250,56 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             "engine": None,
             "val": None,
         }
+        if precision == "bf16":
+            manifest["runtime"] = {"openvino": {"inference_precision": "bf16"}}
         if val:
             # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
             manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
                                "fp32": _validate(fp32_path, val, imgsz, VAL_CONF, VAL_IOU)}
-            if precision != "fp32":
+            if precision == "bf16":
+                manifest["val"]["bf16"] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU, backend="openvino",
+                                                    openvino={"precision": "bf16"})
+                manifest["val"]["bf16"]["runtime"] = "OpenVINO bf16"
+                _check_bf16_loss(manifest["val"])
+            elif precision != "fp32":
                 manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
-        if trt is not None and engine != "never":
+        if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
 
         manifest["device_scripts"] = write_build_scripts(tmp, manifest)
         write_manifest(tmp, manifest)
-    if manifest["engine"] is None:
+    if manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
                     "defectrt export build %s --engine", output, output)
     return manifest
+
+
+def _check_bf16_possible(val, engine):
+    from defectrt.runtime.openvino_backend import cpu_bf16_support, import_openvino
+
+    if engine == "always":
+        raise UserInputError("--precision bf16 is for OpenVINO on CPUs and has no TensorRT engine; "
+                             "use --precision fp16 or int8 for TensorRT")
+    if not val:
+        raise UserInputError("--precision bf16 needs --val DATA: bf16 is offered only with its accuracy measured "
+                             "(at most {:.1f} points of mAP50-95 below FP32)".format(BF16_MAX_LOSS * 100))
+    if import_openvino() is None:
+        raise UserInputError("--precision bf16 runs on OpenVINO, which is not installed here (pip install "
+                             "'defectrt[openvino]'); its accuracy cannot be measured without it")
+    if not cpu_bf16_support():
+        raise UserInputError("--precision bf16: this CPU has no bf16 (AMX / AVX-512 BF16), so OpenVINO would run "
+                             "FP32 and the measured accuracy would not be bf16's; build it on a bf16-capable CPU")
+
+
+def _check_bf16_loss(val):
+    loss = val["fp32"]["map50_95"] - val["bf16"]["map50_95"]
+    val["bf16"]["map50_95_loss"] = loss
+    if loss > BF16_MAX_LOSS:
+        raise UserInputError("--precision bf16 is not offered for this model: OpenVINO bf16 lost {:.2f} points of "
+                             "mAP50-95 against FP32 ({:.4f} -> {:.4f}) on --val, more than the {:.1f} allowed; use "
+                             "--precision fp32, or int8 --int8-flavour cpu".format(
+                                 loss * 100, val["fp32"]["map50_95"], val["bf16"]["map50_95"], BF16_MAX_LOSS * 100))
 
 
 def _val_images(val):
@@ -329,6 +385,9 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
     if import_tensorrt() is None:
         raise UserInputError("TensorRT is not installed here; run this on the device that will run the engine")
     manifest = read_manifest(bundle)  # verifies every hash first: never build from a tampered bundle
+    if manifest.get("precision") == "bf16":
+        raise UserInputError("{} is a bf16 bundle, for OpenVINO on CPUs; build an fp16 or int8 bundle for "
+                             "TensorRT".format(bundle))
     if manifest.get("engine") and not force:
         raise UserInputError("{} already has an engine ({}); pass --force to rebuild it".format(
             bundle, manifest["engine"].get("tensorrt_version")))

@@ -4,6 +4,7 @@
     det = Detector("screw.bundle")          # the engine if it fits this device, else ONNX Runtime
     dets = det(cv2.imread("part.jpg"))      # Detections in original pixels
     for d in det.stream(frames): ...        # pre-processing, inference and NMS overlapped in threads
+    for d in det.stream(frames, inflight=4): ...  # throughput mode: 4 requests in flight, results in order
 
 Every model kind goes through the same letterbox and NMS (defectrt.runtime.preprocess / postprocess),
 so a PyTorch model wrapped as a backend object and its exported engine differ only in the network.
@@ -26,7 +27,7 @@ from defectrt.runtime.preprocess import preprocess as _preprocess
 
 log = logging.getLogger("defectrt")
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULTS = {"conf": 0.25, "iou": 0.45, "max_det": 300}
 DEFAULT_MAX_BATCH = 16  # chunk size for models with a dynamic batch: bounds memory for long lists
@@ -58,6 +59,17 @@ def _sibling_names(engine_path):
         return {}
 
 
+def _openvino_hint(device):
+    """The note `auto` adds to its reason where OpenVINO would be worth trying (an Intel CPU that has it)."""
+    if device not in (None, "cpu"):
+        return ""
+    from defectrt.runtime.openvino_backend import cpu_is_intel, import_openvino
+
+    if cpu_is_intel() and import_openvino() is not None:
+        return " (OpenVINO is installed on this Intel CPU: backend='openvino' is usually faster)"
+    return ""
+
+
 def _is_backend_object(model):
     return not isinstance(model, (str, bytes, os.PathLike)) and callable(getattr(model, "infer", None))
 
@@ -67,20 +79,26 @@ class Detector(object):
 
     model: an ONNX file, a TensorRT engine (.engine / .plan), a bundle folder, `demo:NAME`, or a backend
     object with `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names` {id: name} and `.name`.
-    backend: "auto" (bundle: engine when it fits this device, else ONNX Runtime), "onnxruntime", "tensorrt".
+    backend: "auto" (bundle: engine when it fits this device, else ONNX Runtime; a bf16 bundle: OpenVINO when
+    installed), "onnxruntime", "tensorrt", "openvino". `auto` never switches an FP32 / INT8 model to OpenVINO
+    by itself (results stay those the bundle was validated with); on an Intel CPU with OpenVINO installed its
+    reason says that backend="openvino" is there to try.
     conf / iou / max_det: None takes the bundle's stored thresholds, else 0.25 / 0.45 / 300.
     classes: keep only these class ids. threads: ONNX Runtime intra-op threads (None: its default).
     imgsz: (h, w) for models with a dynamic input size. plugins: TensorRT plugin libraries.
     device: ONNX Runtime device ("cpu" default, "cuda"). cuda_graph: replay TensorRT runs as CUDA graphs.
+    openvino: OpenVINO options {"precision": "f32" | "bf16", "streams": N, "cache_dir": path} (precision None:
+    the bundle's, else f32).
     """
 
     def __init__(self, model, backend="auto", conf=None, iou=None, max_det=None, classes=None, threads=None,
-                 imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None):
+                 imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None, openvino=None):
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         threads = limits.check_threads(threads)
         self._check_thresholds(conf, iou, max_det)  # before a model is loaded: a typo costs no load time
         self.manifest = None
+        self._openvino = dict(openvino or {})
         stored = {}
         if _is_backend_object(model):
             self.backend = model
@@ -108,6 +126,7 @@ class Detector(object):
         self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
         self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
         self._blob = None
+        self._runners = {}  # inflight -> the backend's parallel runner (throughput mode)
 
     @staticmethod
     def _check_thresholds(conf, iou, max_det):
@@ -134,7 +153,9 @@ class Detector(object):
             if backend == "tensorrt":
                 raise UserInputError("{} is an ONNX model; build an engine first (defectrt export build) or use "
                                      "backend='onnxruntime'".format(path))
-            return self._onnxruntime(path, threads, imgsz, device), "ONNX model given"
+            if backend == "openvino":
+                return self._openvino_backend(path, threads, imgsz, None), "OpenVINO asked for (backend='openvino')"
+            return self._onnxruntime(path, threads, imgsz, device), "ONNX model given" + _openvino_hint(device)
         raise UserInputError("{}: unknown model type; expected .onnx, .engine / .plan or a bundle folder".format(path))
 
     @staticmethod
@@ -143,11 +164,24 @@ class Detector(object):
 
         return OnnxRuntimeBackend(path, threads=threads, device=device, imgsz=imgsz, model_bytes=model_bytes)
 
+    def _openvino_backend(self, path, threads, imgsz, manifest):
+        from defectrt.runtime.openvino_backend import OpenVinoBackend
+
+        opts = dict(self._openvino)
+        stored = ((manifest or {}).get("runtime") or {}).get("openvino") or {}
+        precision = opts.pop("precision", None) or stored.get("inference_precision") or "f32"
+        return OpenVinoBackend(path, threads=threads, imgsz=imgsz, precision=precision, **opts)
+
     def _open_bundle(self, folder, backend, threads, imgsz, plugins, device, cuda_graph):
         from defectrt.runtime import tensorrt_backend as trt_mod
 
         manifest = bundle_mod.read_manifest(folder)
         self.manifest = manifest
+        onnx_rel = manifest.get("model", "model.onnx")
+        onnx_path = bundle_mod.resolve_file(folder, onnx_rel)  # relative and inside the bundle (issue 14)
+        if backend == "openvino":
+            return (self._openvino_backend(onnx_path, threads, imgsz or manifest.get("imgsz"), manifest),
+                    "OpenVINO asked for (backend='openvino')")
         trt_version = trt_mod.tensorrt_version() if backend != "onnxruntime" and manifest.get("engine") else None
         gpu = None
         if trt_version is not None:
@@ -165,11 +199,18 @@ class Detector(object):
                 if backend == "tensorrt":
                     raise
                 log.warning("defectrt: the engine of %s did not load (%s); falling back to ONNX Runtime", folder, exc)
-                path = bundle_mod.resolve_file(folder, manifest.get("model", "model.onnx"))
+                path = onnx_path
                 reason = "ONNX Runtime because the engine did not load: {}".format(exc)
+        if manifest.get("precision") == "bf16" and backend == "auto" and device in (None, "cpu"):
+            from defectrt.runtime.openvino_backend import import_openvino
+
+            if import_openvino() is not None:
+                return (self._openvino_backend(path, threads, imgsz, manifest),
+                        "OpenVINO with bf16 execution: a bf16 bundle is made for it")
+            reason += "; this bf16 bundle runs in FP32 on ONNX Runtime (install OpenVINO for bf16)"
         # The bytes hashed are the bytes run: nothing can swap the file between the check and the load.
-        model_bytes = bundle_mod.read_verified(folder, manifest, manifest.get("model", "model.onnx"))
-        return self._onnxruntime(path, threads, imgsz, device, model_bytes), reason
+        model_bytes = bundle_mod.read_verified(folder, manifest, onnx_rel)
+        return self._onnxruntime(path, threads, imgsz, device, model_bytes), reason + _openvino_hint(device)
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -182,6 +223,9 @@ class Detector(object):
 
         Only the first n results are read back by postprocess, so the padding never shows.
         """
+        return self.backend.infer(self._padded(blob))
+
+    def _padded(self, blob):
         n = blob.shape[0]
         target = self.batch or max(n, int(getattr(self.backend, "min_batch", None) or 1))
         if n != target:
@@ -190,7 +234,7 @@ class Detector(object):
             padded = np.zeros((target,) + blob.shape[1:], dtype=blob.dtype)
             padded[:n] = blob
             blob = padded
-        return self.backend.infer(blob)
+        return blob
 
     def postprocess(self, pred, infos):
         return _postprocess(pred, infos, conf=self.conf, iou=self.iou, max_det=self.max_det, classes=self.classes,
@@ -217,8 +261,16 @@ class Detector(object):
         self._blob = blob  # reused next call: saves an allocation and page faults per frame
         return self.postprocess(self.infer(blob), infos)
 
-    def stream(self, frames, maxsize=4):
-        """Iterate Detections for an iterable of frames, in order, with the three stages in parallel threads."""
+    def stream(self, frames, maxsize=4, inflight=None):
+        """Iterate Detections for an iterable of frames, in order.
+
+        inflight None / 1: the three stages in parallel threads (one inference at a time: lowest latency).
+        inflight N > 1: throughput mode, N inference requests in flight at once (OpenVINO asynchronous
+        requests; ONNX Runtime sessions on worker threads, the threads split between them); results still
+        come in input order, and at most N frames are held (memory stays bounded).
+        """
+        if inflight is not None and int(inflight) > 1:
+            return self._stream_inflight(frames, int(inflight))
 
         def pre(frame):
             return self.preprocess([frame])
@@ -233,7 +285,36 @@ class Detector(object):
 
         return pipelined(frames, [pre, run, post], maxsize=maxsize)
 
+    def _stream_inflight(self, frames, inflight):
+        from defectrt.runtime.throughput import ordered_inflight
+
+        make = getattr(self.backend, "parallel", None)
+        if make is None:
+            raise UserInputError("inflight={}: the {} backend has no throughput mode (OpenVINO and ONNX Runtime "
+                                 "have); use inflight=None".format(inflight, self.backend_name))
+        # The runner (compiled model / sessions) is kept for the next stream with the same inflight.
+        runner = self._runners.get(inflight)
+        if runner is None:
+            self._close_runners()
+            runner = self._runners[inflight] = make(inflight)
+
+        def submit(frame):
+            blob, infos = _preprocess([frame], self.imgsz)  # a fresh blob per request: each is in flight
+            return runner.submit(self._padded(blob)), infos
+
+        def finish(pending):
+            future, infos = pending
+            return self.postprocess(future.result(), infos)[0]
+
+        return ordered_inflight(frames, submit, finish, inflight)
+
+    def _close_runners(self):
+        for runner in self._runners.values():
+            runner.close()
+        self._runners = {}
+
     def close(self):
+        self._close_runners()
         close = getattr(self.backend, "close", None)
         if close is not None:
             close()

@@ -5,7 +5,13 @@ first), a box is dropped when its IoU with an already kept box is strictly great
 threshold, IoU = inter / (area_a + area_b - inter) with no +1 pixel convention.
 
 Implementation: cv2.dnn.NMSBoxes on float (Rect2d) boxes, which measured ~25x faster than the
-vectorised numpy loop below on a typical 120-candidate image (0.06 vs 1.5 ms on one core). Some
+vectorised numpy loop below on a typical 120-candidate image (0.06 vs 1.5 ms on one core).
+NMSBoxes itself never stops early: it compares every candidate with every kept box, so 8400 candidates
+of a random-weights model took ~190 ms. Greedy NMS decides a box from the boxes ranked above it only,
+so the kept list of the `top_k` best candidates is exactly the prefix of the full kept list: it runs on
+the best 4 * max_det candidates first and widens (x4) only while fewer than max_det were kept.
+batched_nms (what postprocess calls) goes further: it groups the candidates by class, so boxes of
+different classes are never compared (benchmarks/bench_postprocess.py). Some
 OpenCV builds bind NMSBoxes to integer rectangles only, which would round the boxes; a one-off probe
 with fractional boxes detects that, and the numpy implementation is used instead. Known difference:
 two zero-area boxes count as overlapping for OpenCV and not for torchvision (both IoU 0/0); YOLO
@@ -40,7 +46,7 @@ def nms_numpy(boxes, scores, iou_threshold, max_det=None):
     return np.asarray(keep, dtype=np.int64)
 
 
-def _cv2_nms(boxes, scores, iou_threshold):
+def _cv2_nms(boxes, scores, iou_threshold, top_k=0):
     import cv2
 
     xywh = np.empty_like(boxes)
@@ -48,7 +54,8 @@ def _cv2_nms(boxes, scores, iou_threshold):
     xywh[:, 2:] = boxes[:, 2:] - boxes[:, :2]
     # score_threshold 0 (OpenCV asserts >= 0 and keeps score > threshold): candidates passed conf already,
     # so every one has a positive score.
-    idx = cv2.dnn.NMSBoxes(xywh, np.asarray(scores, np.float32), 0.0, float(iou_threshold))
+    # top_k > 0: only the top_k best scores take part (OpenCV stable-sorts them, ties by index).
+    idx = cv2.dnn.NMSBoxes(xywh, np.asarray(scores, np.float32), 0.0, float(iou_threshold), 1.0, int(top_k))
     return np.asarray(idx, dtype=np.int64).reshape(-1)
 
 
@@ -64,27 +71,132 @@ def cv2_usable():
     return _CV2_OK
 
 
-def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None):
-    """-> indices of kept boxes, highest score first. boxes (N, 4) x1, y1, x2, y2."""
+def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None, start_k=None):
+    """-> indices of kept boxes, highest score first. boxes (N, 4) x1, y1, x2, y2.
+
+    start_k: the first prefix to try (a caller that knows the best k keep fewer than max_det passes 4 k).
+    """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     scores = np.asarray(scores).reshape(-1)
     if (use_cv2 if use_cv2 is not None else cv2_usable()) and scores.min() > 0:  # OpenCV drops scores <= 0
-        keep = _cv2_nms(boxes, scores, iou_threshold)
-        return keep if max_det is None else keep[:int(max_det)]
+        if max_det is None:
+            return _cv2_nms(boxes, scores, iou_threshold)
+        limit = int(max_det)
+        top_k = int(start_k) if start_k else max(4 * limit, 256)
+        while True:
+            exhaustive = top_k >= boxes.shape[0]
+            keep = _cv2_nms(boxes, scores, iou_threshold, 0 if exhaustive else top_k)
+            if exhaustive or len(keep) >= limit:
+                return keep[:limit]
+            top_k *= 4
     return nms_numpy(boxes, scores, iou_threshold, max_det)
 
 
-def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=None):
-    """Class-aware NMS: boxes of different classes never suppress each other.
+# Largest (classes x m x m) pairwise block the grouped NMS builds (float64: 8 bytes an entry per temporary;
+# above ~256 boxes of one class the OpenCV path is faster);
+# a prefix needing more goes to the offset path (OpenCV / numpy) instead, so memory stays bounded.
+GROUPED_MAX_PAIRS = 1 << 18
 
-    Each class is shifted to its own region (offset = class id * (coordinate span + 1)), computed in
-    float64 so the shift costs no precision, then one plain NMS runs over all of them.
+
+def top_order(scores, k):
+    """Indices of the k best scores, best first, ties by lower index (= a stable argsort's first k).
+
+    argpartition picks the k-th value; every score above it and the first (by index) equal ones are taken,
+    so the result equals np.argsort(-scores, kind="stable")[:k] at a fraction of the cost for k << n.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if boxes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
+    scores = np.asarray(scores).reshape(-1)
+    n = scores.shape[0]
+    if k >= n:
+        return np.argsort(-scores, kind="stable")
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    above = np.flatnonzero(scores > kth)
+    ties = np.flatnonzero(scores == kth)[:k - above.size]
+    sel = np.sort(np.concatenate([above, ties]))
+    return sel[np.argsort(-scores[sel], kind="stable")]
+
+
+def _grouped_greedy(boxes, class_ids, iou_threshold):
+    """Greedy class-aware NMS of boxes already in score order -> bool keep mask, or None when too large.
+
+    The boxes are grouped by class into a padded (classes, m, 4) array; the pairwise "j suppresses i"
+    matrix (j before i, same class, IoU > threshold) is one vectorised computation. The greedy answer is
+    the unique fixed point of keep[i] = not any(keep[j] and S[j, i], j < i), and iterating that map from
+    all-True fixes one more position per step, so a few whole-matrix steps usually settle it; long
+    suppression chains are resolved by the greedy sweep over positions (each step vectorised over classes).
+    """
+    n = boxes.shape[0]
+    by_class = np.argsort(class_ids, kind="stable")  # within a class: still score order
+    cls_sorted = class_ids[by_class]
+    uniq, starts, counts = np.unique(cls_sorted, return_index=True, return_counts=True)
+    m = int(counts.max())
+    groups = uniq.size
+    if groups * m * m > GROUPED_MAX_PAIRS:
+        return None
+    g = np.repeat(np.arange(groups), counts)
+    pos = np.arange(n) - starts[g]
+    padded = np.zeros((groups, m, 4), np.float64)
+    padded[g, pos] = boxes[by_class]
+    valid = np.zeros((groups, m), bool)
+    valid[g, pos] = True
+    x1, y1, x2, y2 = (padded[:, :, k] for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    w = np.minimum(x2[:, :, None], x2[:, None, :]) - np.maximum(x1[:, :, None], x1[:, None, :])
+    h = np.minimum(y2[:, :, None], y2[:, None, :]) - np.maximum(y1[:, :, None], y1[:, None, :])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    union = area[:, :, None] + area[:, None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    sup = (iou > iou_threshold) & np.triu(np.ones((m, m), bool), 1)  # sup[:, j, i]: j (earlier) suppresses i
+    sup &= valid[:, :, None] & valid[:, None, :]
+    keep = valid.copy()
+    for step in range(min(m, 8)):
+        nxt = valid & ~np.any(sup & keep[:, :, None], axis=1)
+        if np.array_equal(nxt, keep):
+            break
+        keep = nxt
+    else:  # not settled (a long suppression chain): the plain greedy sweep, one position at a time, each
+        # step a contiguous row of sup across all classes
+        removed = ~valid
+        for i in range(m):
+            alive = ~removed[:, i]
+            removed |= sup[:, i, :] & alive[:, None]
+        keep = ~removed
+    out = np.zeros(n, bool)
+    out[by_class] = keep[g, pos]
+    return out
+
+
+def _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=None):
     span = float(boxes.max() - boxes.min()) + 1.0
     shifted = boxes + (np.asarray(class_ids, dtype=np.float64) * span)[:, None]
-    return nms(shifted, scores, iou_threshold, max_det, use_cv2)
+    return nms(shifted, scores, iou_threshold, max_det, use_cv2, start_k=start_k)
+
+
+def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=None):
+    """Class-aware NMS: boxes of different classes never suppress each other. -> kept indices, best first.
+
+    Greedy NMS decides a box from the boxes ranked above it only, so the kept boxes among the k best
+    candidates are exactly the first kept boxes of the whole run: the k = 2 * max_det best go through
+    the grouped NMS (_grouped_greedy), and k grows (x4) only while fewer than max_det were kept.
+    A prefix too large for the grouped form (one class with thousands of overlapping boxes) runs
+    through the offset trick (each class shifted to its own region, in float64 so the shift costs
+    no precision) and one plain NMS.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    scores = np.asarray(scores).reshape(-1)
+    class_ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
+    limit = n if max_det is None else min(n, int(max_det))
+    k = min(n, max(2 * limit, 64))
+    while True:
+        order = top_order(scores, k)
+        keep = _grouped_greedy(boxes[order], class_ids[order], iou_threshold)
+        if keep is None:  # k came from a smaller prefix that kept too few: start the offset path at k
+            return _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=k)
+        kept = order[keep]
+        if kept.size >= limit or k >= n:
+            return kept[:limit].astype(np.int64)
+        k = min(n, k * 4)

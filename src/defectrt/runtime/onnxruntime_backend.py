@@ -45,6 +45,7 @@ class OnnxRuntimeBackend(object):
         """model_bytes: the model already read (and checked) from `path`; then `path` only names it."""
         import onnxruntime as ort
 
+        self._settings = {"threads": threads, "device": device, "imgsz": imgsz, "optimization": optimization}
         self.path = os.fspath(path)
         if model_bytes is None and not os.path.isfile(self.path):
             raise UserInputError("{}: no such ONNX file".format(self.path))
@@ -107,6 +108,13 @@ class OnnxRuntimeBackend(object):
         if len(outs) == 1:
             return outs[0]
         return dict(zip(self.output_names, outs))
+
+    def parallel(self, inflight):
+        """Throughput mode: `inflight` sessions, each on its own worker thread with its share of the threads."""
+        from defectrt.runtime.throughput import ThreadedRunner, split_threads
+
+        settings = dict(self._settings, threads=split_threads(self._settings["threads"], inflight))
+        return ThreadedRunner(lambda: OnnxRuntimeBackend(self.path, **settings), inflight)
 
     def close(self):
         self.session = None
