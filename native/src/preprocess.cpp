@@ -1,5 +1,6 @@
 #include "preprocess.h"
 
+#include <algorithm>
 #include <string>
 
 #include "status.h"
@@ -55,19 +56,63 @@ lb::Geometry letterbox_geometry(const ImageView& image, int dst_w, int dst_h) {
 
 namespace {
 
-// Per destination column of the resized image: source columns and weights (the same as lb::detail::axis).
+// Per destination column of the resized image: byte offsets of the two source pixels and their weights (the same
+// numbers as lb::detail::axis).
 struct Column {
-  int x0, x1, a0, a1;
+  size_t x0, x1;
+  int a0, a1;
 };
 
-inline int px(const uint8_t* row, int x, int cn, int off) { return row[static_cast<size_t>(x) * cn + off]; }
+// v / 255.0f for every uint8 v: the same float32 division as the Python runtime's np.divide, done once.
+struct Inv255 {
+  float v[256];
+  Inv255() {
+    for (int i = 0; i < 256; ++i) v[i] = static_cast<float>(i) / 255.0f;
+  }
+};
+const Inv255 kInv255;
+
+// One resized row, all three channels (the columns hold byte offsets, so any pixel size works).
+void bilinear_row(const uint8_t* r0, const uint8_t* r1, int b0, int b1, const Column* cols, int n, const int* off,
+                  float* d0, float* d1, float* d2) {
+  float* dst[3] = {d0, d1, d2};
+  for (int dx = 0; dx < n; ++dx) {
+    const Column& col = cols[dx];
+    for (int c = 0; c < 3; ++c) {
+      const int o = off[c];
+      const int h0 = r0[col.x0 + o] * col.a0 + r0[col.x1 + o] * col.a1;
+      const int h1 = r1[col.x0 + o] * col.a0 + r1[col.x1 + o] * col.a1;
+      int v = ((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2;
+      v = v < 0 ? 0 : (v > 255 ? 255 : v);
+      dst[c][dx] = kInv255.v[v];
+    }
+  }
+}
+
+template <int CN>
+void special_row(const uint8_t* r0, const uint8_t* r1, bool copy, int n, const int* off, float* d0, float* d1,
+                 float* d2) {
+  float* dst[3] = {d0, d1, d2};
+  if (copy) {
+    for (int dx = 0; dx < n; ++dx)
+      for (int c = 0; c < 3; ++c) dst[c][dx] = kInv255.v[r0[static_cast<size_t>(dx) * CN + off[c]]];
+    return;
+  }
+  for (int dx = 0; dx < n; ++dx) {
+    const size_t a = static_cast<size_t>(2 * dx) * CN, b = a + CN;
+    for (int c = 0; c < 3; ++c) {
+      const int o = off[c];
+      dst[c][dx] = kInv255.v[(r0[a + o] + r0[b + o] + r1[a + o] + r1[b + o] + 2) >> 2];
+    }
+  }
+}
 
 }  // namespace
 
 void letterbox_to_planes(const ImageView& im, const lb::Geometry& g, float* out) {
   const int W = g.dst_w, H = g.dst_h;
   const size_t plane = static_cast<size_t>(W) * static_cast<size_t>(H);
-  const float pad = static_cast<float>(lb::kPadValue) / 255.0f;
+  const float pad = kInv255.v[lb::kPadValue];
   const int cn = lb::detail::channels(im.format);
   int off[3];  // byte offset of R, G, B inside a source pixel
   for (int c = 0; c < 3; ++c) off[c] = lb::detail::channel_offset(im.format, 2 - c);
@@ -76,40 +121,37 @@ void letterbox_to_planes(const ImageView& im, const lb::Geometry& g, float* out)
     for (int y = 0; y < H; ++y) {
       float* row = planes[c] + static_cast<size_t>(y) * W;
       if (y < g.pad_top || y >= g.pad_top + g.new_h) {
-        for (int x = 0; x < W; ++x) row[x] = pad;
+        std::fill(row, row + W, pad);
       } else {
-        for (int x = 0; x < g.pad_left; ++x) row[x] = pad;
-        for (int x = g.pad_left + g.new_w; x < W; ++x) row[x] = pad;
+        std::fill(row, row + g.pad_left, pad);
+        std::fill(row + g.pad_left + g.new_w, row + W, pad);
       }
     }
   }
   const bool copy = g.new_w == g.src_w && g.new_h == g.src_h;
   const bool area2 = !copy && g.src_w == 2 * g.new_w && g.src_h == 2 * g.new_h;
-  std::vector<Column> cols(static_cast<size_t>(g.new_w));
+  std::vector<Column> cols;
   if (!copy && !area2) {
+    cols.resize(static_cast<size_t>(g.new_w));
     for (int dx = 0; dx < g.new_w; ++dx) {
-      Column& col = cols[static_cast<size_t>(dx)];
-      lb::detail::axis(dx, g.src_w, g.new_w, true, &col.x0, &col.a0, &col.a1);
-      col.x1 = col.x0 + 1 < g.src_w ? col.x0 + 1 : g.src_w - 1;
+      int x0, a0, a1;
+      lb::detail::axis(dx, g.src_w, g.new_w, true, &x0, &a0, &a1);
+      const int x1 = x0 + 1 < g.src_w ? x0 + 1 : g.src_w - 1;
+      cols[static_cast<size_t>(dx)] = Column{static_cast<size_t>(x0) * cn, static_cast<size_t>(x1) * cn, a0, a1};
     }
   }
   for (int dy = 0; dy < g.new_h; ++dy) {
-    const size_t out_row = static_cast<size_t>(dy + g.pad_top) * W + g.pad_left;
+    const size_t o = static_cast<size_t>(dy + g.pad_top) * W + g.pad_left;
+    float* d0 = planes[0] + o;
+    float* d1 = planes[1] + o;
+    float* d2 = planes[2] + o;
     if (copy || area2) {
       const uint8_t* r0 = im.pixels + static_cast<size_t>(copy ? dy : 2 * dy) * im.stride;
       const uint8_t* r1 = copy ? r0 : r0 + im.stride;
-      for (int c = 0; c < 3; ++c) {
-        float* dst = planes[c] + out_row;
-        const int o = off[c];
-        if (copy) {
-          for (int dx = 0; dx < g.new_w; ++dx) dst[dx] = static_cast<float>(px(r0, dx, cn, o)) / 255.0f;
-        } else {
-          for (int dx = 0; dx < g.new_w; ++dx) {
-            const int s = px(r0, 2 * dx, cn, o) + px(r0, 2 * dx + 1, cn, o) + px(r1, 2 * dx, cn, o) +
-                          px(r1, 2 * dx + 1, cn, o);
-            dst[dx] = static_cast<float>((s + 2) >> 2) / 255.0f;
-          }
-        }
+      switch (cn) {
+        case 1: special_row<1>(r0, r1, copy, g.new_w, off, d0, d1, d2); break;
+        case 4: special_row<4>(r0, r1, copy, g.new_w, off, d0, d1, d2); break;
+        default: special_row<3>(r0, r1, copy, g.new_w, off, d0, d1, d2); break;
       }
       continue;
     }
@@ -119,18 +161,7 @@ void letterbox_to_planes(const ImageView& im, const lb::Geometry& g, float* out)
     const int y1 = sy + 1 < 0 ? 0 : (sy + 1 > g.src_h - 1 ? g.src_h - 1 : sy + 1);
     const uint8_t* r0 = im.pixels + static_cast<size_t>(y0) * im.stride;
     const uint8_t* r1 = im.pixels + static_cast<size_t>(y1) * im.stride;
-    for (int c = 0; c < 3; ++c) {
-      float* dst = planes[c] + out_row;
-      const int o = off[c];
-      for (int dx = 0; dx < g.new_w; ++dx) {
-        const Column& col = cols[static_cast<size_t>(dx)];
-        const int h0 = px(r0, col.x0, cn, o) * col.a0 + px(r0, col.x1, cn, o) * col.a1;
-        const int h1 = px(r1, col.x0, cn, o) * col.a0 + px(r1, col.x1, cn, o) * col.a1;
-        int v = ((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2;
-        v = v < 0 ? 0 : (v > 255 ? 255 : v);
-        dst[dx] = static_cast<float>(v) / 255.0f;
-      }
-    }
+    bilinear_row(r0, r1, b0, b1, cols.data(), g.new_w, off, d0, d1, d2);
   }
 }
 
