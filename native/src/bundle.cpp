@@ -83,6 +83,62 @@ std::map<int, std::string> names_from_json(const json& value, const std::string&
   return out;
 }
 
+// The Python-literal dict older exporters (and Ultralytics) write: {0: 'scratch', 1: "dent"}. -> JSON object, or
+// null when the text is not such a dict (Python's ast.literal_eval fallback, for this one shape).
+json python_dict_literal(const std::string& t) {
+  size_t i = 0;
+  auto ws = [&] {
+    while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) ++i;
+  };
+  auto quoted = [&](std::string* out) {
+    if (i >= t.size() || (t[i] != '\'' && t[i] != '"')) return false;
+    const char q = t[i++];
+    while (i < t.size() && t[i] != q) {
+      char c = t[i++];
+      if (c == '\\' && i < t.size()) {
+        c = t[i++];
+        c = c == 'n' ? '\n' : c == 't' ? '\t' : c;
+      }
+      *out += c;
+    }
+    if (i >= t.size()) return false;
+    ++i;
+    return true;
+  };
+  json obj = json::object();
+  ws();
+  if (i >= t.size() || t[i++] != '{') return json();
+  ws();
+  if (i < t.size() && t[i] == '}') return obj;
+  while (i < t.size()) {
+    ws();
+    std::string key;
+    if (!quoted(&key)) {
+      const size_t start = i;
+      if (i < t.size() && (t[i] == '-' || t[i] == '+')) ++i;
+      while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+      key = t.substr(start, i - start);
+      if (key.empty() || key == "-" || key == "+") return json();
+    }
+    ws();
+    if (i >= t.size() || t[i++] != ':') return json();
+    ws();
+    std::string value;
+    if (!quoted(&value)) return json();
+    obj[key] = value;
+    ws();
+    if (i < t.size() && t[i] == ',') {
+      ++i;
+      ws();
+      if (i < t.size() && t[i] == '}') break;
+      continue;
+    }
+    break;
+  }
+  if (i >= t.size() || t[i] != '}') return json();
+  return obj;
+}
+
 bool imgsz_from_json(const json& value, int* h, int* w) {
   long long a = 0, b = 0;
   if (value.is_array()) {
@@ -109,7 +165,10 @@ bool imgsz_from_json(const json& value, int* h, int* w) {
 std::map<int, std::string> parse_names(const std::string& text, const std::string& source) {
   if (text.empty()) return {};
   json v;
-  if (!parse_json(text, &v)) return {};
+  if (!parse_json(text, &v)) {
+    v = python_dict_literal(text);
+    if (v.is_null()) return {};
+  }
   return names_from_json(v, source);
 }
 

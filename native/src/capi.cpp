@@ -145,6 +145,8 @@ bool pixel_format(int fmt, drt::lb::PixelFormat* out) {
   return false;
 }
 
+drt_status destroy(drt_detector* d);
+
 }  // namespace
 
 extern "C" {
@@ -176,8 +178,10 @@ DRT_API const char* DRT_CALL drt_last_error(void) { return g_error.c_str(); }
 DRT_API drt_status DRT_CALL drt_options_init_ex(drt_options* opts, uint32_t struct_size) {
   if (opts == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_options_init: opts is NULL");
   if (struct_size < sizeof(uint32_t) || struct_size > kOptionsMaxSize)
-    return set_error(DRT_E_INVALID_ARGUMENT, "drt_options_init_ex: struct_size " + std::to_string(struct_size) +
-                                                 " is not a drt_options size");
+    return guarded("drt_options_init_ex", [&]() -> drt_status {
+      return set_error(DRT_E_INVALID_ARGUMENT,
+                       "drt_options_init_ex: struct_size " + std::to_string(struct_size) + " is not a drt_options size");
+    });
   options_defaults(opts, struct_size);
   opts->struct_size = struct_size;
   clear_error();
@@ -243,20 +247,20 @@ DRT_API drt_status DRT_CALL drt_detect(drt_detector* d, const uint8_t* pixels, i
   static const char* fn = "drt_detect";
   if (count == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_detect: count is NULL");
   *count = 0;
-  drt_status s = check_handle(d, fn);
-  if (s != DRT_OK) return s;
-  if (pixels == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_detect: pixels is NULL");
-  if (capacity < 0)
-    return set_error(DRT_E_INVALID_ARGUMENT, "drt_detect: capacity " + std::to_string(capacity) + " is negative");
-  if (out == nullptr && capacity > 0)
-    return set_error(DRT_E_NULL_POINTER, "drt_detect: out is NULL but capacity is " + std::to_string(capacity));
-  drt::lb::PixelFormat format;
-  if (!pixel_format(static_cast<int>(fmt), &format))
-    return set_error(DRT_E_UNSUPPORTED_FORMAT,
-                     "drt_detect: pixel format " + std::to_string(static_cast<int>(fmt)) +
-                         " is not supported; use DRT_PIXEL_BGR (0), DRT_PIXEL_RGB (1), DRT_PIXEL_GRAY (2), "
-                         "DRT_PIXEL_BGRA (3) or DRT_PIXEL_RGBA (4)");
   return guarded(fn, [&]() -> drt_status {
+    drt_status s = check_handle(d, fn);
+    if (s != DRT_OK) return s;
+    if (pixels == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_detect: pixels is NULL");
+    if (capacity < 0)
+      return set_error(DRT_E_INVALID_ARGUMENT, "drt_detect: capacity " + std::to_string(capacity) + " is negative");
+    if (out == nullptr && capacity > 0)
+      return set_error(DRT_E_NULL_POINTER, "drt_detect: out is NULL but capacity is " + std::to_string(capacity));
+    drt::lb::PixelFormat format;
+    if (!pixel_format(static_cast<int>(fmt), &format))
+      return set_error(DRT_E_UNSUPPORTED_FORMAT,
+                       "drt_detect: pixel format " + std::to_string(static_cast<int>(fmt)) +
+                           " is not supported; use DRT_PIXEL_BGR (0), DRT_PIXEL_RGB (1), DRT_PIXEL_GRAY (2), "
+                           "DRT_PIXEL_BGRA (3) or DRT_PIXEL_RGBA (4)");
     const drt::ImageView view = drt::make_image_view(pixels, width, height, stride_bytes, format);
     std::lock_guard<std::mutex> lock(d->call_lock);
     if (!d->live) return set_error(DRT_E_DESTROYED, "drt_detect: the detector was destroyed");
@@ -285,32 +289,36 @@ DRT_API drt_status DRT_CALL drt_detect(drt_detector* d, const uint8_t* pixels, i
 DRT_API drt_status DRT_CALL drt_num_classes(drt_detector* d, int* num_classes) {
   if (num_classes == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_num_classes: num_classes is NULL");
   *num_classes = 0;
-  drt_status s = check_handle(d, "drt_num_classes");
-  if (s != DRT_OK) return s;
-  std::lock_guard<std::mutex> lock(d->state_lock);
-  if (!d->live) return set_error(DRT_E_DESTROYED, "drt_num_classes: the detector was destroyed");
-  *num_classes = static_cast<int>(d->names.size());
-  clear_error();
-  return DRT_OK;
+  return guarded("drt_num_classes", [&]() -> drt_status {
+    drt_status s = check_handle(d, "drt_num_classes");
+    if (s != DRT_OK) return s;
+    std::lock_guard<std::mutex> lock(d->state_lock);
+    if (!d->live) return set_error(DRT_E_DESTROYED, "drt_num_classes: the detector was destroyed");
+    *num_classes = static_cast<int>(d->names.size());
+    clear_error();
+    return DRT_OK;
+  });
 }
 
 DRT_API drt_status DRT_CALL drt_class_name(drt_detector* d, int class_id, const char** name) {
   if (name == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_class_name: name is NULL");
   *name = nullptr;
-  drt_status s = check_handle(d, "drt_class_name");
-  if (s != DRT_OK) return s;
-  int n;
-  {
-    std::lock_guard<std::mutex> lock(d->state_lock);
-    if (!d->live) return set_error(DRT_E_DESTROYED, "drt_class_name: the detector was destroyed");
-    n = static_cast<int>(d->names.size());
-    if (class_id >= 0 && class_id < n) *name = d->names[static_cast<size_t>(class_id)].c_str();
-  }
-  if (*name == nullptr)
-    return set_error(DRT_E_NOT_FOUND, "drt_class_name: class id " + std::to_string(class_id) + " is outside 0.." +
-                                          std::to_string(n - 1));
-  clear_error();
-  return DRT_OK;
+  return guarded("drt_class_name", [&]() -> drt_status {
+    drt_status s = check_handle(d, "drt_class_name");
+    if (s != DRT_OK) return s;
+    int n;
+    {
+      std::lock_guard<std::mutex> lock(d->state_lock);
+      if (!d->live) return set_error(DRT_E_DESTROYED, "drt_class_name: the detector was destroyed");
+      n = static_cast<int>(d->names.size());
+      if (class_id >= 0 && class_id < n) *name = d->names[static_cast<size_t>(class_id)].c_str();
+    }
+    if (*name == nullptr)
+      return set_error(DRT_E_NOT_FOUND, "drt_class_name: class id " + std::to_string(class_id) + " is outside 0.." +
+                                            std::to_string(n - 1));
+    clear_error();
+    return DRT_OK;
+  });
 }
 
 DRT_API drt_status DRT_CALL drt_detector_destroy(drt_detector* d) {
@@ -318,6 +326,13 @@ DRT_API drt_status DRT_CALL drt_detector_destroy(drt_detector* d) {
     clear_error();
     return DRT_OK;
   }
+  return guarded("drt_detector_destroy", [&]() -> drt_status { return destroy(d); });
+}
+
+}  // extern "C"
+
+namespace {
+drt_status destroy(drt_detector* d) {
   drt_status s = check_handle(d, "drt_detector_destroy");
   if (s != DRT_OK) return s;
   drt::Detector* det = nullptr;
@@ -337,5 +352,4 @@ DRT_API drt_status DRT_CALL drt_detector_destroy(drt_detector* d) {
   clear_error();
   return DRT_OK;
 }
-
-}  // extern "C"
+}  // namespace

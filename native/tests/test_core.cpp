@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -156,9 +157,11 @@ void test_nms() {
   keep = drt::batched_nms(apart, tie, std::vector<int64_t>{0, 0}, 0.5f, 300);
   EXPECT((keep == std::vector<size_t>{0, 1}));
   // IoU exactly at the threshold is kept (suppression needs IoU > threshold)
-  std::vector<double> half = {0, 0, 2, 1, 1, 0, 3, 1};  // inter 1, union 3 -> 1/3
-  keep = drt::batched_nms(half, std::vector<float>{0.9f, 0.8f}, std::vector<int64_t>{0, 0}, 1.f / 3.f, 300);
+  std::vector<double> half = {0, 0, 2, 1, 0, 0, 1, 1};  // inter 1, union 2 -> 0.5 exactly
+  keep = drt::batched_nms(half, std::vector<float>{0.9f, 0.8f}, std::vector<int64_t>{0, 0}, 0.5f, 300);
   EXPECT(keep.size() == 2);
+  keep = drt::batched_nms(half, std::vector<float>{0.9f, 0.8f}, std::vector<int64_t>{0, 0}, 0.49f, 300);
+  EXPECT(keep.size() == 1);
 }
 
 drt::HostTensor tensor(const std::string& name, drt::DType dt, std::vector<int64_t> shape, const void* data,
@@ -279,7 +282,11 @@ void test_bundles() {
   write(folder + "/manifest.json", "{not json");
   EXPECT(status_of([&] { drt::read_bundle(folder); }) == drt::Status::UnsupportedFormat);
   EXPECT(drt::parse_names("[\"a\", \"b\"]", "x").size() == 2);
-  EXPECT(drt::parse_names("{'0': 'a'}", "x").empty());  // not JSON: no names, as Python's fallback for junk
+  // the Python-literal dict of older exporters / Ultralytics, as ast.literal_eval reads it; junk gives no names
+  std::map<int, std::string> lit = drt::parse_names("{0: 'scratch', 1: \"dent's\", 2: 'a\\'b'}", "x");
+  EXPECT(lit.size() == 3 && lit[0] == "scratch" && lit[1] == "dent's" && lit[2] == "a'b");
+  EXPECT(drt::parse_names("{0: scratch}", "x").empty() && drt::parse_names("[1, 2", "x").empty());
+  EXPECT(status_of([&] { drt::parse_names("{1000000000: 'x'}", "x"); }) == drt::Status::UnsupportedFormat);
   int h = 0, w = 0;
   EXPECT(drt::parse_imgsz("640", &h, &w) && h == 640 && w == 640);
   EXPECT(!drt::parse_imgsz("[640, 99999]", &h, &w));
