@@ -194,7 +194,7 @@ def test_defectrt_bench_report_is_accepted_by_bench_merge(native_models, tmp_pat
         pytest.skip("defectrt_bench was not built")
     report = str(tmp_path / "native.json")
     proc = subprocess.run([exe, native_models["fp32"], "--synthetic", "640x360", "--warmup", "2", "--iters", "12",
-                           "--threads", "1", "--label", "native", "-o", report], stdout=subprocess.PIPE,
+                           "--threads", "1", "--label", "native", "--bare-run", "-o", report], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
     assert proc.returncode == 0, proc.stdout
     with open(report) as f:
@@ -202,6 +202,7 @@ def test_defectrt_bench_report_is_accepted_by_bench_merge(native_models, tmp_pat
     r = data["results"][0]
     assert r["status"] == "ok" and r["imgsz"] == list(IMGSZ) and r["stages"]["end_to_end"]["count"] == 12
     s = r["stages"]
+    assert r["bare_run"]["count"] == 12 and r["end_to_end_over_bare_run"] > 0.5
     assert s["preprocess"]["median"] + s["compute"]["median"] + s["postprocess"]["median"] <= \
         s["end_to_end"]["max"] * 1.5
     from defectrt.bench.report import load, merge

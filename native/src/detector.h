@@ -37,6 +37,10 @@ class Detector {
   int input_width() const { return imgsz_w_; }
   const PostprocessOptions& thresholds() const { return post_; }
   Backend& backend() { return *backend_; }
+  // The model input of the last detect() (float32 NCHW) and its shape: lets a benchmark run the backend alone on
+  // exactly the same input.
+  const std::vector<float>& input_blob() const { return blob_; }
+  std::vector<int64_t> input_shape() const { return {batch_, 3, imgsz_h_, imgsz_w_}; }
 
  private:
   std::unique_ptr<Backend> backend_;

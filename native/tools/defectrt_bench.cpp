@@ -3,7 +3,11 @@
 // `defectrt bench merge` takes reports from Jetsons without Python.
 //
 //   defectrt_bench MODEL [--image FILE.ppm|pgm]... [--synthetic WxH] [--warmup N] [--iters N] [--threads N]
-//                  [--backend auto|onnxruntime|tensorrt] [--label TEXT] [-o REPORT.json]
+//                  [--backend auto|onnxruntime|tensorrt] [--label TEXT] [--bare-run] [-o REPORT.json]
+//
+// --bare-run: after each end-to-end call, time the backend's infer alone on the very same input blob (for ONNX
+// Runtime: wrap the buffer, the C API Run, copy the outputs); the result gets "bare_run" statistics and
+// "end_to_end_over_bare_run", the median of the per-iteration ratios (the native pre/post-processing overhead).
 //
 // Stages: preprocess (letterbox + normalise), compute (the backend's synchronous infer: host-timed), postprocess
 // (decode + NMS), end_to_end (the three); statistics as trtexec defines them (nearest-rank percentiles, population
@@ -50,7 +54,8 @@ struct Image {
 int usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: defectrt_bench MODEL [--image FILE.ppm|.pgm]... [--synthetic WxH] [--warmup N] "
-               "[--iters N] [--threads N] [--backend auto|onnxruntime|tensorrt] [--label TEXT] [-o REPORT.json]\n",
+               "[--iters N] [--threads N] [--backend auto|onnxruntime|tensorrt] [--label TEXT] [--bare-run] "
+               "[-o REPORT.json]\n",
                msg);
   return 2;
 }
@@ -192,6 +197,7 @@ int main(int argc, char** argv) {
   std::string model = argv[1], out_path, label;
   std::vector<std::string> image_paths;
   int warmup = 10, iters = 100, syn_w = 1280, syn_h = 720;
+  bool bare = false;
   drt::DetectorOptions opts;
   std::vector<std::string> command(argv, argv + argc);
   for (int i = 2; i < argc; ++i) {
@@ -212,6 +218,7 @@ int main(int argc, char** argv) {
       else if (a == "--threads") opts.threads = std::stoi(value());
       else if (a == "--backend") opts.backend = value();
       else if (a == "--label") label = value();
+      else if (a == "--bare-run") bare = true;
       else if (a == "-o" || a == "--output") out_path = value();
       else return usage(("unknown argument " + a).c_str());
     } catch (const std::exception& e) {
@@ -269,12 +276,19 @@ int main(int argc, char** argv) {
     auto w0 = std::chrono::steady_clock::now();
     for (int i = 0; i < warmup; ++i) det.detect(views[static_cast<size_t>(i) % views.size()], &st);
     const double warm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-    std::vector<double> pre, inf, post, e2e;
+    std::vector<double> pre, inf, post, e2e, bare_ms;
+    std::vector<drt::HostTensor> bare_out;
     auto wall0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       det.detect(views[static_cast<size_t>(i) % views.size()], &st);
       e2e.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (bare) {
+        const std::vector<int64_t> shape = det.input_shape();
+        auto b0 = std::chrono::steady_clock::now();
+        det.backend().infer(det.input_blob().data(), shape, bare_out);
+        bare_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - b0).count());
+      }
       pre.push_back(st.pre);
       inf.push_back(st.infer);
       post.push_back(st.post);
@@ -289,6 +303,13 @@ int main(int argc, char** argv) {
     result["throughput"] = {{"queries", iters}, {"batch", 1}, {"wall_s", wall},
                             {"batches_per_s", iters / wall}, {"images_per_s", iters / wall}};
     result["warmup"] = {{"queries", warmup}, {"seconds", warm_s}};
+    if (bare) {
+      result["bare_run"] = summarize(bare_ms);
+      // median of the per-iteration ratios: each pair ran back to back, so slow phases of a shared machine cancel
+      std::vector<double> ratios;
+      for (size_t i = 0; i < e2e.size(); ++i) ratios.push_back(e2e[i] / bare_ms[i]);
+      result["end_to_end_over_bare_run"] = summarize(ratios)["median"];
+    }
     result["cold_start"] = {{"load_ms", load_ms}, {"first_inference_ms", first_ms}};
     const long rss = peak_rss_bytes();
     result["memory"] = {{"peak_rss_bytes", rss >= 0 ? json(rss) : json(nullptr)}, {"gpu_bytes", "unknown"}};
