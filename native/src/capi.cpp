@@ -156,7 +156,9 @@ DRT_API uint32_t DRT_CALL drt_abi_version(void) { return static_cast<uint32_t>(D
 DRT_API const char* DRT_CALL drt_version(void) { return DRT_PACKAGE_VERSION; }
 
 DRT_API const char* DRT_CALL drt_status_str(drt_status status) {
-  switch (status) {
+  int value;  // any int may arrive: read the bytes, not the enum (see drt_detect)
+  std::memcpy(&value, &status, sizeof value);
+  switch (value) {
     case DRT_OK: return "DRT_OK";
     case DRT_E_INVALID_ARGUMENT: return "DRT_E_INVALID_ARGUMENT";
     case DRT_E_NULL_POINTER: return "DRT_E_NULL_POINTER";
@@ -245,6 +247,10 @@ DRT_API drt_status DRT_CALL drt_detect(drt_detector* d, const uint8_t* pixels, i
                                        int stride_bytes, drt_pixel_format fmt, drt_detection* out, int capacity,
                                        int* count) {
   static const char* fn = "drt_detect";
+  // A C caller may pass any int as the enum: read its bytes (loading an out-of-range enum value is undefined in C++).
+  static_assert(sizeof(drt_pixel_format) == sizeof(int), "drt_pixel_format is int-sized");
+  int fmt_value;
+  std::memcpy(&fmt_value, &fmt, sizeof fmt_value);
   if (count == nullptr) return set_error(DRT_E_NULL_POINTER, "drt_detect: count is NULL");
   *count = 0;
   return guarded(fn, [&]() -> drt_status {
@@ -256,9 +262,9 @@ DRT_API drt_status DRT_CALL drt_detect(drt_detector* d, const uint8_t* pixels, i
     if (out == nullptr && capacity > 0)
       return set_error(DRT_E_NULL_POINTER, "drt_detect: out is NULL but capacity is " + std::to_string(capacity));
     drt::lb::PixelFormat format;
-    if (!pixel_format(static_cast<int>(fmt), &format))
+    if (!pixel_format(fmt_value, &format))
       return set_error(DRT_E_UNSUPPORTED_FORMAT,
-                       "drt_detect: pixel format " + std::to_string(static_cast<int>(fmt)) +
+                       "drt_detect: pixel format " + std::to_string(fmt_value) +
                            " is not supported; use DRT_PIXEL_BGR (0), DRT_PIXEL_RGB (1), DRT_PIXEL_GRAY (2), "
                            "DRT_PIXEL_BGRA (3) or DRT_PIXEL_RGBA (4)");
     const drt::ImageView view = drt::make_image_view(pixels, width, height, stride_bytes, format);
