@@ -14,12 +14,6 @@
 #include "status.h"
 #include "util.h"
 
-#if defined(_WIN32)
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
-#endif
 
 namespace drt {
 namespace {
@@ -124,9 +118,7 @@ class OnnxRuntimeBackend : public Backend {
     check(a->SetSessionLogSeverityLevel(so, 3), "ONNX Runtime options");
     OrtSession* session = nullptr;
 #if defined(_WIN32)
-    int n = MultiByteToWideChar(CP_UTF8, 0, path.c_str(), -1, nullptr, 0);
-    std::wstring wpath(static_cast<size_t>(n > 0 ? n : 1), L'\0');
-    MultiByteToWideChar(CP_UTF8, 0, path.c_str(), -1, &wpath[0], n);
+    const std::wstring wpath = widen(path);
     OrtStatus* s = a->CreateSession(env(), wpath.c_str(), so, &session);
 #else
     OrtStatus* s = a->CreateSession(env(), path.c_str(), so, &session);

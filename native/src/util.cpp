@@ -41,7 +41,7 @@ size_t element_count(const std::vector<int64_t>& shape, const char* what) {
 }
 
 #if defined(_WIN32)
-static std::wstring widen(const std::string& s) {
+std::wstring widen(const std::string& s) {
   if (s.empty()) return std::wstring();
   int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s.data(), static_cast<int>(s.size()), nullptr, 0);
   if (n <= 0) throw Error(Status::InvalidArgument, s + ": not valid UTF-8");

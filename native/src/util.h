@@ -26,5 +26,9 @@ bool ends_with(const std::string& s, const std::string& suffix);
 // Whole file; NotFound when it cannot be opened, InvalidArgument when larger than max_bytes.
 std::string read_file(const std::string& path, size_t max_bytes);
 bool valid_utf8(const char* s);
+#if defined(_WIN32)
+// UTF-8 -> UTF-16 for Windows file APIs (InvalidArgument when not UTF-8).
+std::wstring widen(const std::string& s);
+#endif
 
 }  // namespace drt
