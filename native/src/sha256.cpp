@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "status.h"
+#include "util.h"
 
 namespace drt {
 namespace {
@@ -95,7 +96,11 @@ std::string sha256_hex(const void* data, size_t size) {
 }
 
 std::string sha256_file(const std::string& path) {
+#if defined(_WIN32)
+  std::ifstream f(widen(path).c_str(), std::ios::binary);  // UTF-8 paths (MSVC's wide-path extension)
+#else
   std::ifstream f(path.c_str(), std::ios::binary);
+#endif
   if (!f) throw Error(Status::NotFound, path + ": cannot be opened for reading");
   Sha256 s;
   std::vector<char> buf(1 << 16);
