@@ -424,11 +424,13 @@ def test_runtime_dlopen_with_rtld_local(capi_dir, small_model, image_files, test
     np.testing.assert_allclose(got[0], ref[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_threads_own_and_shared_detectors_without_errors_or_leaks(test_capi, small_model, image_files):
     """4 threads with their own detector and 4 sharing one, 200 calls each, all at once (1600 in total)."""
     _check_threads(test_capi, {}, small_model, image_files, 200)
 
 
+@pytest.mark.slow
 def test_threads_under_address_and_ub_sanitizers(test_capi_asan, small_model, image_files):
     """The same 4 + 4 threads on the sanitizer build (24 calls each, a multiple of the 4 rounds: ASan is slower); any race on the handle
     table, use after destroy or overflow aborts the program."""
