@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 # torch is pinned to the CPU build before anything can ask for it: an unpinned torch pulls GBs of CUDA wheels.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv install-export install-test lint-py38
+.PHONY: demo test venv install-export install-test lint-py38 native
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,5 +34,11 @@ lint-py38: install-test
 	# issue 16: the one home for TensorRT versions is imported by the runtime
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/trt_compat.py
 
-test: install-test lint-py38
+# Native library (native/, issue 17): installs cmake + nlohmann-json3-dev when missing, builds build/native and the
+# ASan + UBSan build/native-asan, runs ctest in both; pytest's C ABI tests then use them (skipped, with the reason,
+# where the build was skipped).
+native: install-test
+	bash native/ci.sh $(PY)
+
+test: install-test lint-py38 native
 	$(VENV)/bin/pytest -q -ra

@@ -5,7 +5,8 @@
 Both paths run the same model, image, thresholds and ONNX Runtime settings (1 intra-op thread):
 - C:      a small C program (compiled here with the library's header) times drt_detect() with
           clock_gettime(CLOCK_MONOTONIC) around each call: what a C/C++/C# caller sees, including
-          the GIL hand-over, the zero-copy pixel view and the copy of the results.
+          the native pre/post-processing and the copy of the results (the library embedded Python until
+          issue 17; it is native C++ now).
 - Python: Detector.__call__ timed with time.perf_counter() in this process.
 Each path runs `--repeats` blocks of `--runs` calls after a warm-up, alternating C and Python blocks;
 medians are over all timed calls of a path. Between processes the machine's drift (frequency, other
@@ -36,7 +37,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CAPI = os.path.join(ROOT, "src", "defectrt", "capi")
+CAPI = os.path.join(ROOT, "native", "include")  # defectrt.h of the native library
 TARGET_MS = 0.3
 
 C_TIMER = r"""

@@ -4,7 +4,9 @@
  * else that can call a plain C function in a shared library.
  *
  *   Linux:   libdefectrt.so      Windows: defectrt.dll (+ defectrt.lib import library)
- *   Build:   python -m defectrt.capi.build -o DIR     (see src/defectrt/capi/README.md)
+ *   Build:   cmake -S native -B build/native -DCMAKE_BUILD_TYPE=Release && cmake --build build/native -j
+ *            (see native/README.md). The library is native C++: it needs ONNX Runtime's shared library
+ *            (and TensorRT's where built with it), never Python.
  *
  * SPDX-License-Identifier: Apache-2.0
  *
@@ -35,9 +37,7 @@
  *   thread that created a handle.
  * - drt_detect() on ONE handle from several threads is safe: calls are serialised by a per-handle
  *   lock (one runs, the others wait). For parallelism create one handle per thread.
- * - Different handles run in parallel, but the Python glue code runs under Python's global
- *   interpreter lock (GIL): only pre-/post-processing overlaps partially; ONNX Runtime (and
- *   TensorRT) inference releases the GIL and runs truly in parallel.
+ * - Different handles run fully in parallel (pre-processing, inference and post-processing).
  * - drt_num_classes() / drt_class_name() do not wait for a running drt_detect() on the same handle.
  * - drt_detector_destroy() may be called while other threads use the handle: it waits for a running
  *   drt_detect() to finish; afterwards every call with that handle returns DRT_E_DESTROYED. Strings
@@ -48,11 +48,10 @@
  *   process). A pointer that never was a handle gives DRT_E_INVALID_HANDLE.
  *
  * Process-wide state
- * - The library embeds CPython. The interpreter is started on the first drt_init() or
- *   drt_detector_create() (or the one already running in the process is used) and lives until the
- *   process exits; it is never finalised (numpy / ONNX Runtime cannot be re-initialised).
- * - How the library finds its Python environment (recorded at build time, overridable with
- *   DEFECTRT_PYTHONHOME and DEFECTRT_SITE_PACKAGES) is described in README.md next to this file.
+ * - ONNX Runtime's environment (OrtEnv) is created on the first drt_init() or drt_detector_create()
+ *   and lives until the process exits. Nothing else is global apart from the handle table.
+ * - Library 1.0 embedded CPython; since 1.1 the library is native and links no Python. The status
+ *   values DRT_E_PYTHON and DRT_E_INIT_FAILED keep their numbers with the meanings given below.
  *
  * ABI versioning
  * - DRT_ABI_VERSION_MAJOR changes when a function signature, struct layout or enum value changes
@@ -91,7 +90,7 @@ extern "C" {
 
 /* ---- versions ------------------------------------------------------------------------------ */
 #define DRT_ABI_VERSION_MAJOR 1
-#define DRT_ABI_VERSION_MINOR 0
+#define DRT_ABI_VERSION_MINOR 1
 /* (major << 16) | minor, the same encoding drt_abi_version() returns. */
 #define DRT_ABI_VERSION ((DRT_ABI_VERSION_MAJOR << 16) | DRT_ABI_VERSION_MINOR)
 
@@ -111,8 +110,10 @@ typedef enum drt_status {
     DRT_E_UNSUPPORTED_FORMAT = 4,  /* unknown pixel format, or a model file that is no ONNX/engine/bundle */
     DRT_E_CAPACITY_TOO_SMALL = 5,  /* more detections than `capacity`; *count says how many */
     DRT_E_RUNTIME = 6,             /* the model failed to load or to run (backend error, bad model) */
-    DRT_E_PYTHON = 7,              /* unexpected Python exception in the glue code (a bug: report it) */
-    DRT_E_INIT_FAILED = 8,         /* the embedded Python or the defectrt package could not be started */
+    DRT_E_PYTHON = 7,              /* an internal error of the library (a bug: report it); the name is kept
+                                      from ABI 1.0, which embedded Python */
+    DRT_E_INIT_FAILED = 8,         /* a backend is unavailable: ONNX Runtime could not be started, or the
+                                      model needs TensorRT and the library was built without it */
     DRT_E_DESTROYED = 9,           /* the handle was already passed to drt_detector_destroy() */
     DRT_E_INVALID_HANDLE = 10,     /* the pointer is not a handle this library created */
     DRT_E_OUT_OF_MEMORY = 11
@@ -174,20 +175,21 @@ typedef struct drt_detection {
 /* ---- detector ------------------------------------------------------------------------------ */
 typedef struct drt_detector drt_detector; /* opaque */
 
-/* Start the embedded Python and import the defectrt runtime now, instead of on the first
- * drt_detector_create(). Optional; useful to fail early at application start. Idempotent.
- * DRT_E_INIT_FAILED when Python or the defectrt package cannot be started; a failure to start the
- * interpreter itself is final for the process, a failed import is retried on the next call. */
+/* Start ONNX Runtime's environment now, instead of on the first drt_detector_create(). Optional;
+ * useful to fail early at application start. Idempotent. DRT_E_INIT_FAILED when ONNX Runtime
+ * cannot be started (its message says why); retried on the next call. */
 DRT_API drt_status DRT_CALL drt_init(void);
 
 /* Load a model and create a detector.
  *   model_path  UTF-8 path: an .onnx file, a TensorRT engine (.engine/.plan/.trt), a bundle folder,
- *               or "demo:NAME" for a demo bundle shipped with the package
+ *               ("demo:NAME" names a demo bundle of the Python package: the native library does
+ *               not ship them and returns DRT_E_NOT_FOUND; pass the bundle's folder)
  *   opts        NULL for defaults, else initialised with drt_options_init()
  *   out         receives the handle; *out = NULL on failure
  * Errors: DRT_E_NULL_POINTER (model_path or out NULL), DRT_E_NOT_FOUND (no such file/folder),
  *   DRT_E_UNSUPPORTED_FORMAT (not a model the runtime reads), DRT_E_INVALID_ARGUMENT (bad option),
- *   DRT_E_RUNTIME (the backend cannot load it), DRT_E_INIT_FAILED (Python environment). */
+ *   DRT_E_RUNTIME (the backend cannot load it), DRT_E_INIT_FAILED (backend unavailable),
+ *   DRT_E_OUT_OF_MEMORY. */
 DRT_API drt_status DRT_CALL drt_detector_create(const char* model_path, const drt_options* opts,
                                                 drt_detector** out);
 
@@ -205,7 +207,7 @@ DRT_API drt_status DRT_CALL drt_detector_create(const char* model_path, const dr
  * (capacity == 0 is therefore a way to ask for the count). No detection is not an error
  * (DRT_OK, *count = 0). The buffer is not kept after the call returns.
  * Errors: DRT_E_NULL_POINTER, DRT_E_INVALID_ARGUMENT, DRT_E_UNSUPPORTED_FORMAT, DRT_E_DESTROYED,
- *   DRT_E_INVALID_HANDLE, DRT_E_CAPACITY_TOO_SMALL, DRT_E_RUNTIME, DRT_E_PYTHON. */
+ *   DRT_E_INVALID_HANDLE, DRT_E_CAPACITY_TOO_SMALL, DRT_E_RUNTIME, DRT_E_OUT_OF_MEMORY. */
 DRT_API drt_status DRT_CALL drt_detect(drt_detector* detector, const uint8_t* pixels, int width,
                                        int height, int stride_bytes, drt_pixel_format fmt,
                                        drt_detection* out, int capacity, int* count);
