@@ -32,7 +32,7 @@ NATIVE_SRC = os.path.join(ROOT, "native", "src")
 PLUGINS = os.path.join(ROOT, "plugins", "gridsample")
 PLUGIN_SOURCES = ["gridsample_plugin_common.cpp", "gridsample_plugin_v2.cpp", "gridsample_plugin_v3.cpp",
                   "gridsample_plugin_register.cpp"]
-# sm_87: Jetson Orin; sm_86: RTX 30 laptops. CUDA 13 dropped sm_53/62/72 (Nano, TX2, Xavier): those need their
+# C++14 for nvcc: JetPack 4.6's CUDA 10.2 has no C++17. sm_87: Jetson Orin; sm_86: RTX 30 laptops. CUDA 13 dropped sm_53/62/72 (Nano, TX2, Xavier): those need their
 # JetPack's own nvcc (CUDA 10.2 / 11.4), which is not on this machine.
 CUDA_ARCHS = ["86", "87"]
 
@@ -103,7 +103,7 @@ class Matrix(object):
         return Step(version, "compile " + os.path.basename(src), cmd)
 
     def nvcc_obj(self, src, obj):
-        cmd = [self.nvcc, "-std=c++17", "-O2", "-c", src, "-o", obj, "-DDEFECTRT_WITH_CUDA", "-Xcompiler", "-fPIC,-Wall",
+        cmd = [self.nvcc, "-std=c++14", "-O2", "-c", src, "-o", obj, "-DDEFECTRT_WITH_CUDA", "-Xcompiler", "-fPIC,-Wall",
                "-I", NATIVE_SRC, "-I", PLUGINS, "-ccbin", self.cxx]
         for a in CUDA_ARCHS:
             cmd += ["-gencode", "arch=compute_%s,code=sm_%s" % (a, a)]
