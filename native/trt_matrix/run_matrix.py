@@ -109,8 +109,18 @@ class Matrix(object):
             cmd += ["-gencode", "arch=compute_%s,code=sm_%s" % (a, a)]
         return Step("nvcc", "nvcc " + os.path.basename(src), cmd)
 
+    def check_tool(self):
+        """native/tools/check_letterbox_cuda.cu, the device check: built (not run: no GPU) so that it keeps compiling."""
+        cmd = [self.nvcc, "-std=c++14", "-O2", "-DDEFECTRT_WITH_CUDA", "-I", NATIVE_SRC, "-ccbin", self.cxx,
+               "-gencode", "arch=compute_87,code=sm_87", "-o", self.out("common", "check_letterbox_cuda"),
+               os.path.join(ROOT, "native", "tools", "check_letterbox_cuda.cu"),
+               os.path.join(NATIVE_SRC, "cuda", "letterbox_kernel.cu"),
+               os.path.join(NATIVE_SRC, "cuda", "letterbox_host.cpp")]
+        return Step("nvcc", "nvcc check_letterbox_cuda", cmd)
+
     def common_steps(self):
         return [
+            self.check_tool(),
             self.nvcc_obj(os.path.join(NATIVE_SRC, "cuda", "letterbox_kernel.cu"), self.out("common", "lbk.o")),
             self.nvcc_obj(os.path.join(PLUGINS, "gridsample_kernel.cu"), self.out("common", "gsk.o")),
             self.cxx_obj("common", None, os.path.join(NATIVE_SRC, "cuda", "letterbox_host.cpp"),
@@ -262,8 +272,10 @@ def main(argv=None):
     runs = {s.version: s for s in m.parallel([m.run_check(v) for v in live], env)}
     note(runs.values())
 
-    print("trt-matrix: TensorRT backend + DrtGridSample plugins vs real headers, stub libnvinfer, libcudart of {}; "
-          "nvcc sm_{}".format(args.cuda, ", sm_".join(CUDA_ARCHS)))
+    print("trt-matrix: TensorRT backend + DrtGridSample plugins vs real headers, stub libnvinfer, libcudart of {}".format(
+        args.cuda))
+    print("  ok   nvcc: letterbox_kernel.cu, gridsample_kernel.cu (sm_{}), tools/check_letterbox_cuda.cu (built, "
+          "not run: no GPU)".format(", sm_".join(CUDA_ARCHS)))
     for v in sorted(versions, key=version_key):
         api = "tensor API" if version_key(v) >= (8, 5) else "binding API"
         label = "{:<6} ({}, {})".format(v, header_version(versions[v]), api)
