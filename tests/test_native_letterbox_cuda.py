@@ -160,8 +160,10 @@ def test_float_to_half_rounds_like_numpy(twin):
     (dict(fmt=9), "pixel format 9"),
     (dict(stride=10), "row stride 10"),
     (dict(dst=(0, 640)), "network input size"),
+    (dict(dst=(64, 40000)), "network input size"),
+    (dict(img=(1, 3000)), "would be resized to 640x0"),
 ])
 def test_host_twin_rejects_bad_arguments(twin, bad, needle):
-    img = np.zeros((20, 30, 3), np.uint8)
+    img = np.zeros(bad.get("img", (20, 30)) + (3,), np.uint8)
     with pytest.raises(ValueError, match=needle):
-        run_twin(twin, img, bad.get("fmt", BGR8), bad.get("dst", (64, 64)), stride=bad.get("stride"))
+        run_twin(twin, img, bad.get("fmt", BGR8), bad.get("dst", (640, 640)), stride=bad.get("stride"))

@@ -13,7 +13,7 @@ namespace drt {
 
 // One caller image: rows of `width` pixels of `format`, `stride` bytes apart, in host memory or (on_device) in the
 // backend's GPU memory.
-struct ImageView {
+struct InputImage {
   const uint8_t* data = nullptr;
   int width = 0;
   int height = 0;
@@ -25,11 +25,12 @@ struct ImageView {
 class ImageInput {
  public:
   virtual ~ImageInput() = default;
-  // Letterboxes images[0 .. count) into a (count, 3, dst_h, dst_w) model input exactly as the CPU path would
-  // (drt::lb::sample, RGB, x / 255) and runs the model on that batch. `geometry` receives each image's letterbox
+  // Letterboxes images[0 .. count) into a (max(count, min_batch()), 3, dst_h, dst_w) model input exactly as the CPU
+  // path would (drt::lb::sample, RGB, x / 255; the images of a fixed batch beyond `count` are zeros) and runs the model
+  // on that batch; count may be 1 .. max_batch(). `geometry` receives each image's letterbox
   // (lb::geometry(width, height, dst_w, dst_h)), for mapping boxes back; `out` as in Backend::infer.
   // Throws drt::Error (InvalidArgument for a bad image or a batch outside [min_batch, max_batch]).
-  virtual void infer_images(const ImageView* images, int count, int dst_w, int dst_h,
+  virtual void infer_images(const InputImage* images, int count, int dst_w, int dst_h,
                             std::vector<lb::Geometry>& geometry, std::vector<HostTensor>& out) = 0;
 };
 

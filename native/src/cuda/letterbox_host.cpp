@@ -9,9 +9,10 @@ namespace drt {
 namespace cuda {
 
 namespace {
-// The largest side accepted: keeps every index of the kernel (int pixel coordinates, size_t offsets) far from
-// overflow and rejects nonsense sizes before any allocation.
-constexpr int kMaxSide = 1 << 15;
+// The largest sides accepted: images as the core's make_image_view (2^20: line-scan cameras), network inputs up to
+// 2^15 (keeps the kernel's grid within CUDA's 65535 blocks in y). Every index stays far from int / size_t overflow.
+constexpr int kMaxSide = 1 << 20;
+constexpr int kMaxDstSide = 1 << 15;
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw Error(Status::InvalidArgument, "letterbox: " + what);
@@ -27,15 +28,20 @@ lb::Geometry check_letterbox_args(const uint8_t* src, size_t stride, lb::PixelFo
   require(src_w > 0 && src_h > 0 && src_w <= kMaxSide && src_h <= kMaxSide,
           "image size " + std::to_string(src_w) + "x" + std::to_string(src_h) + " must be 1.." +
               std::to_string(kMaxSide) + " on each side");
-  require(dst_w > 0 && dst_h > 0 && dst_w <= kMaxSide && dst_h <= kMaxSide,
+  require(dst_w > 0 && dst_h > 0 && dst_w <= kMaxDstSide && dst_h <= kMaxDstSide,
           "network input size " + std::to_string(dst_w) + "x" + std::to_string(dst_h) + " must be 1.." +
-              std::to_string(kMaxSide) + " on each side");
+              std::to_string(kMaxDstSide) + " on each side");
   const int cn = format == lb::GRAY8 ? 1 : (format == lb::BGRA8 || format == lb::RGBA8) ? 4 : 3;
-  // src_w * cn <= 2^17: no overflow in size_t on any platform.
+  // src_w * cn <= 2^22: no overflow in size_t on any platform.
   require(stride >= static_cast<size_t>(src_w) * static_cast<size_t>(cn),
           "row stride " + std::to_string(stride) + " is smaller than width * channels (" +
               std::to_string(static_cast<size_t>(src_w) * static_cast<size_t>(cn)) + ")");
-  return lb::geometry(src_w, src_h, dst_w, dst_h);
+  const lb::Geometry g = lb::geometry(src_w, src_h, dst_w, dst_h);
+  // As the CPU path (and cv2.resize in the Python runtime): a side that rounds to 0 pixels cannot be letterboxed.
+  require(g.new_w >= 1 && g.new_h >= 1, "image " + std::to_string(src_w) + "x" + std::to_string(src_h) +
+                                            " would be resized to " + std::to_string(g.new_w) + "x" +
+                                            std::to_string(g.new_h) + " pixels; crop it to a less extreme aspect ratio");
+  return g;
 }
 
 void letterbox_host(const uint8_t* src, size_t stride, lb::PixelFormat format, int src_w, int src_h, void* dst,

@@ -347,18 +347,23 @@ class TensorRtBackend final : public Backend, public ImageInput {
     run_and_fetch(out);
   }
 
-  void infer_images(const ImageView* images, int count, int dst_w, int dst_h, std::vector<lb::Geometry>& geometry,
+  void infer_images(const InputImage* images, int count, int dst_w, int dst_h, std::vector<lb::Geometry>& geometry,
                     std::vector<HostTensor>& out) override {
     if (!images || count <= 0) fail(Status::InvalidArgument, "no images given");
+    if (count > max_batch_) {
+      fail(Status::InvalidArgument, std::to_string(count) + " images in one call; the engine takes at most " +
+                                        std::to_string(max_batch_) + " (split the batch)");
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     cuda_check(cudaSetDevice(device_), "cudaSetDevice");
-    set_shape({count, 3, dst_h, dst_w});
+    const int batch = std::max(count, min_batch_);  // a fixed batch larger than the call: the rest are zeros
+    set_shape({batch, 3, dst_h, dst_w});
     const size_t per_image = checked_mul(checked_mul(static_cast<size_t>(dst_w), static_cast<size_t>(dst_h), "input"),
                                          3 * input_.element_bytes, "input");
     const cuda::OutType type = input_.dtype == DType::Float16 ? cuda::OutType::Float16 : cuda::OutType::Float32;
     geometry.clear();
     for (int i = 0; i < count; ++i) {
-      const ImageView& im = images[i];
+      const InputImage& im = images[i];
       const std::string what = "image " + std::to_string(i);
       const int cn = im.format == lb::GRAY8 ? 1 : (im.format == lb::BGRA8 || im.format == lb::RGBA8) ? 4 : 3;
       const uint8_t* src = im.data;
@@ -382,6 +387,11 @@ class TensorRtBackend final : public Backend, public ImageInput {
                                             static_cast<void*>(stream_));
       cuda_check(static_cast<cudaError_t>(rc), "letterbox kernel launch for " + what);
       geometry.push_back(lb::geometry(im.width, im.height, dst_w, dst_h));
+    }
+    if (batch > count) {
+      unsigned char* rest = static_cast<unsigned char*>(input_.device.get()) + static_cast<size_t>(count) * per_image;
+      cuda_check(cudaMemsetAsync(rest, 0, static_cast<size_t>(batch - count) * per_image, stream_),
+                 "zeroing the unused images of the batch");
     }
     run_and_fetch(out);
   }
