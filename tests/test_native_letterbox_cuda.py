@@ -167,3 +167,20 @@ def test_host_twin_rejects_bad_arguments(twin, bad, needle):
     img = np.zeros(bad.get("img", (20, 30)) + (3,), np.uint8)
     with pytest.raises(ValueError, match=needle):
         run_twin(twin, img, bad.get("fmt", BGR8), bad.get("dst", (640, 640)), stride=bad.get("stride"))
+
+
+def test_host_twin_under_address_and_ub_sanitizers(twin, tmp_path):
+    """Exact-size heap blocks: a read past the image (its last row has no stride padding) or a write past the output
+    fails under ASan; UBSan catches overflowing index arithmetic."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    exe = str(tmp_path / "lbfuzz")
+    cmd = [cxx, "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-o", exe,
+           os.path.join(NATIVE, "tests", "cuda", "letterbox_twin_fuzz.cpp"), SOURCES[0]]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if proc.returncode != 0 and "asan" in proc.stdout.lower():
+        pytest.skip("this compiler has no AddressSanitizer runtime: " + proc.stdout[-300:])
+    assert proc.returncode == 0, proc.stdout
+    run = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "ran" in run.stdout
