@@ -84,19 +84,30 @@ message(STATUS "defectrt: TensorRT ${TENSORRT_VERSION} (${TENSORRT_INCLUDE_DIR},
                "CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
 
 set(_drt_trt_dir ${CMAKE_CURRENT_LIST_DIR}/../src)
+# The kernel is an object library of its own: nvcc rejects host-compiler warning flags (-Wall ...) that the core puts on
+# `defectrt`, and the CUDA-only properties stay here. Its objects go into `defectrt` like any source.
+add_library(defectrt_cuda_kernels OBJECT ${_drt_trt_dir}/cuda/letterbox_kernel.cu)
+# Directory-wide options (the core's -fsanitize=... of DEFECTRT_SANITIZE) are host-compiler flags nvcc rejects.
+set_property(TARGET defectrt_cuda_kernels PROPERTY COMPILE_OPTIONS "")
+target_include_directories(defectrt_cuda_kernels PRIVATE ${_drt_trt_dir})
+target_compile_definitions(defectrt_cuda_kernels PRIVATE DEFECTRT_WITH_CUDA)
+# C++14: JetPack 4.6's CUDA 10.2 has no C++17. No fast-math: the kernel's x / 255 must be the IEEE division.
+set_target_properties(defectrt_cuda_kernels PROPERTIES
+  CUDA_STANDARD 14 CUDA_STANDARD_REQUIRED ON POSITION_INDEPENDENT_CODE ON
+  CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+if(NOT MSVC)
+  target_compile_options(defectrt_cuda_kernels PRIVATE -Xcompiler=-Wall)
+endif()
+
 target_sources(defectrt PRIVATE
   ${_drt_trt_dir}/tensorrt/tensorrt_backend.cpp
   ${_drt_trt_dir}/cuda/letterbox_host.cpp
-  ${_drt_trt_dir}/cuda/letterbox_kernel.cu)
+  $<TARGET_OBJECTS:defectrt_cuda_kernels>)
 target_include_directories(defectrt SYSTEM PRIVATE ${TENSORRT_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS})
 target_compile_definitions(defectrt PRIVATE DEFECTRT_WITH_TENSORRT DEFECTRT_WITH_CUDA)
 target_link_libraries(defectrt PRIVATE ${TENSORRT_NVINFER_LIBRARY} CUDA::cudart_static ${CMAKE_DL_LIBS})
-# C++14 for .cu files: JetPack 4.6's CUDA 10.2 has no C++17. No fast-math: the kernel's x / 255 must be IEEE.
-# The target existed before the architectures were chosen: give them to it explicitly.
-set_target_properties(defectrt PROPERTIES CUDA_STANDARD 14 CUDA_STANDARD_REQUIRED ON CUDA_RUNTIME_LIBRARY Static
-                                          CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 if(NOT MSVC)
-  # IPluginV2 / binding API deprecations of the header sets are used on purpose (see trt_compat.h)
+  # the binding API of 8.x is deprecated in 8.5 / 8.6 headers and used on purpose below 8.5 (see trt_compat.h)
   set_source_files_properties(${_drt_trt_dir}/tensorrt/tensorrt_backend.cpp PROPERTIES
     COMPILE_OPTIONS "-Wno-deprecated-declarations")
 endif()
