@@ -84,11 +84,10 @@ message(STATUS "defectrt: TensorRT ${TENSORRT_VERSION} (${TENSORRT_INCLUDE_DIR},
                "CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
 
 set(_drt_trt_dir ${CMAKE_CURRENT_LIST_DIR}/../src)
-# The kernel is an object library of its own: nvcc rejects host-compiler warning flags (-Wall ...) that the core puts on
-# `defectrt`, and the CUDA-only properties stay here. Its objects go into `defectrt` like any source.
+# The kernel is an object library of its own, so that its CUDA-only properties stay here and the core's target options
+# (-Werror ...) do not apply to nvcc; directory-wide host flags (the core's sanitizers) reach the host compiler through
+# CMake's -forward-unknown-to-host-compiler. Its objects go into `defectrt` like any source.
 add_library(defectrt_cuda_kernels OBJECT ${_drt_trt_dir}/cuda/letterbox_kernel.cu)
-# Directory-wide options (the core's -fsanitize=... of DEFECTRT_SANITIZE) are host-compiler flags nvcc rejects.
-set_property(TARGET defectrt_cuda_kernels PROPERTY COMPILE_OPTIONS "")
 target_include_directories(defectrt_cuda_kernels PRIVATE ${_drt_trt_dir})
 target_compile_definitions(defectrt_cuda_kernels PRIVATE DEFECTRT_WITH_CUDA)
 # C++14: JetPack 4.6's CUDA 10.2 has no C++17. No fast-math: the kernel's x / 255 must be the IEEE division.
