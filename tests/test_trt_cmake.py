@@ -61,7 +61,7 @@ def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
     # The shape of native/CMakeLists.txt's use: the target first, then the optional include.
     (project / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.18)\nproject(t LANGUAGES CXX)\nset(CMAKE_CXX_STANDARD 17)\n"
-        "add_compile_options(-fno-omit-frame-pointer)\n"  # directory-wide host flags, like the core's sanitizers'
+        "add_compile_options(-fno-omit-frame-pointer)\n"  # directory-wide host flags, like the core's sanitizers
                                                             # (nvcc alone rejects them)
         "option(DEFECTRT_WITH_TENSORRT \"\" OFF)\nadd_library(defectrt SHARED dummy.cpp)\n"
         # the core's warnings go on the target for every language; nvcc must not receive them
