@@ -6,7 +6,11 @@ For each version folder in ../shared/third_party/tensorrt/<v>/include this build
   * libdefectrt_trt.so: the TensorRT backend (native/src/tensorrt) + the GPU letterbox (native/src/cuda),
   * libdefectrt_plugins.so: the DrtGridSample plugin sources (plugins/gridsample), the CUDA kernels built by nvcc,
   * matrix_check: an executable linking the backend, which it then runs (error paths before the GPU; loads the plugins),
-all linked with -Wl,--no-undefined against the stub and the real libcudart. It prints one line per version and exits 1
+  * fake_check: the backend linked with a fake TensorRT + CUDA runtime in host memory (fake_trt.cpp, its TensorRT
+    side generated from that version's NvInferImpl.h by gen_fakes.py), which it then runs: loading, dynamic / fixed
+    batch, float16 input, the GPU letterbox path, CUDA graph capture and replay, errors (the backend's logic on each
+    version's API; not a test of real TensorRT),
+all linked with -Wl,--no-undefined against the stub and the real libcudart (fake_check: against the fakes). It prints one line per version and exits 1
 if any version fails. Without ../shared, a C++ compiler or the CUDA toolkit it prints why and exits 0 (a user's clone).
 
   python3 native/trt_matrix/run_matrix.py [--jobs 2] [--versions 8.0,11.1] [--prove-missing]
@@ -18,6 +22,7 @@ Standard library only, Python 3.6+ (JetPack 4.6).
 from __future__ import print_function
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -25,6 +30,9 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_fakes  # noqa: E402  (next to this script)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -127,10 +135,18 @@ class Matrix(object):
                          self.out("common", "lbh.o"), "c++17", True),
             self.cxx_obj("common", None, os.path.join(HERE, "matrix_check.cpp"), self.out("common", "check.o"),
                          "c++17", True, ["DEFECTRT_WITH_TENSORRT"]),
+            self.cxx_obj("common", None, os.path.join(HERE, "fake_check.cpp"), self.out("common", "fake_check.o"),
+                         "c++17", True, ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"]),
         ]
 
     def version_compiles(self, v, include, stub_defines=()):
-        steps = [
+        gen = self.out(v, "fake_impl_gen.h")
+        with io.open(gen, "w", encoding="utf-8") as f:
+            f.write(gen_fakes.generate(include))
+        fake = self.cxx_obj(v, include, os.path.join(HERE, "fake_trt.cpp"), self.out(v, "fake_trt.o"), "c++17", True,
+                            ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"])
+        fake.cmd += ["-I", os.path.dirname(gen), "-I", HERE]
+        steps = [fake,
             self.cxx_obj(v, include, os.path.join(HERE, "stub_nvinfer.cpp"), self.out(v, "stub.o"), "c++17", True,
                          stub_defines),
             self.cxx_obj(v, include, os.path.join(NATIVE_SRC, "tensorrt", "tensorrt_backend.cpp"),
@@ -161,6 +177,14 @@ class Matrix(object):
                     [self.cxx, "-shared", "-o", self.out(v, "libdefectrt_trt.so")] + objs +
                     ["-Wl,--no-undefined", "-L", self.out(v), "-lnvinfer", "-Wl,-rpath,$ORIGIN", "-ldl", "-lpthread"]
                     + self.cuda_link())
+
+    def fake_link(self, v):
+        objs = [self.out("common", "fake_check.o"), self.out(v, "fake_trt.o"), self.out(v, "backend.o"),
+                self.out("common", "lbh.o")]
+        return Step(v, "link fake_check", [self.cxx, "-o", self.out(v, "fake_check")] + objs + ["-ldl", "-lpthread"])
+
+    def run_fake(self, v):
+        return Step(v, "run fake_check", [self.out(v, "fake_check"), self.out(v)])
 
     def exe_link(self, v):
         return Step(v, "link matrix_check", [self.cxx, "-o", self.out(v, "matrix_check"), self.out("common", "check.o"),
@@ -265,12 +289,15 @@ def main(argv=None):
             os.symlink("libnvinfer.so", link)
     note(m.parallel([m.plugin_link(v) for v in live] + [m.backend_link(v) for v in live]))
     live = [v for v in live if v not in failed]
-    note(m.parallel([m.exe_link(v) for v in live]))
+    note(m.parallel([m.exe_link(v) for v in live] + [m.fake_link(v) for v in live]))
     live = [v for v in live if v not in failed]
     env = dict(os.environ)
     env.pop("DRT_STUB_TRT_VERSION", None)
     runs = {s.version: s for s in m.parallel([m.run_check(v) for v in live], env)}
     note(runs.values())
+    live = [v for v in live if v not in failed]
+    fakes = {s.version: s for s in m.parallel([m.run_fake(v) for v in live], env)}
+    note(fakes.values())
 
     print("trt-matrix: TensorRT backend + DrtGridSample plugins vs real headers, stub libnvinfer, libcudart of {}".format(
         args.cuda))
@@ -285,7 +312,9 @@ def main(argv=None):
                                                        first_errors(s.output).replace("\n", "\n    ")))
         else:
             checks = sum(1 for ln in runs[v].output.splitlines() if ln.startswith("ok"))
-            print("  ok   {}: compiled, linked (--no-undefined), {} run checks passed".format(label, checks))
+            fake = sum(1 for ln in fakes[v].output.splitlines() if ln.startswith("ok"))
+            print("  ok   {}: compiled, linked (--no-undefined), {} run checks + {} fake-runtime checks passed".format(
+                label, checks, fake))
     print("trt-matrix: {} of {} versions ok in {:.0f} s ({} jobs)".format(
         len(versions) - len(failed), len(versions), time.time() - t0, args.jobs))
     return 1 if failed else 0
