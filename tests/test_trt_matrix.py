@@ -39,3 +39,12 @@ def test_link_fails_when_the_stub_lacks_a_symbol_the_plugins_call(tmp_path):
 def test_a_missing_version_is_named(tmp_path):
     proc = run_matrix("--versions", "7.1", "--build", str(tmp_path))
     assert proc.returncode != 0 and "no header set for 7.1" in proc.stdout
+
+
+def test_backend_logic_under_address_and_ub_sanitizers(tmp_path):
+    """The fake-runtime run of the backend (binding and tensor API) with ASan + UBSan: a leaked engine / context /
+    buffer, an out-of-bounds copy or an overflow fails it."""
+    proc = run_matrix("--sanitize", "--versions", "8.4,11.1", "--build", str(tmp_path), "--jobs", "2")
+    assert proc.returncode == 0, proc.stdout
+    assert "ok   8.4 fake_check under ASan + UBSan" in proc.stdout
+    assert "ok   11.1 fake_check under ASan + UBSan" in proc.stdout

@@ -17,6 +17,7 @@ if any version fails. Without ../shared, a C++ compiler or the CUDA toolkit it p
 
 --prove-missing builds one version's stub without getPluginRegistry and succeeds only if linking the plugin library
 then fails on that symbol (the proof that the link checks what the stub provides).
+--sanitize builds and runs only fake_check, with AddressSanitizer + UBSan (leaks included) on the backend too.
 Standard library only, Python 3.6+ (JetPack 4.6).
 """
 from __future__ import print_function
@@ -100,8 +101,11 @@ class Matrix(object):
         return list(self.pool.map(lambda s: s.run(env), steps))
 
     # ------------------------------------------------------------------------------------------------ compile steps
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+
     def cxx_obj(self, version, include, src, obj, std, strict, defines=()):
-        cmd = [self.cxx, "-std=" + std, "-O0", "-fPIC", "-c", src, "-o", obj, "-Wall", "-Wno-deprecated-declarations",
+        cmd = [self.cxx, "-std=" + std, "-O0", "-fPIC", "-c", src, "-o", obj] + (
+            self.SANITIZE if self.args.sanitize else []) + [ "-Wall", "-Wno-deprecated-declarations",
                "-I", NATIVE_SRC, "-I", PLUGINS, "-isystem", self.cuda_inc]
         if include:
             cmd += ["-isystem", include]
@@ -181,7 +185,8 @@ class Matrix(object):
     def fake_link(self, v):
         objs = [self.out("common", "fake_check.o"), self.out(v, "fake_trt.o"), self.out(v, "backend.o"),
                 self.out("common", "lbh.o")]
-        return Step(v, "link fake_check", [self.cxx, "-o", self.out(v, "fake_check")] + objs + ["-ldl", "-lpthread"])
+        return Step(v, "link fake_check", [self.cxx, "-o", self.out(v, "fake_check")] + objs + ["-ldl", "-lpthread"] +
+                    (self.SANITIZE if self.args.sanitize else []))
 
     def run_fake(self, v):
         return Step(v, "run fake_check", [self.out(v, "fake_check"), self.out(v)])
@@ -246,6 +251,26 @@ def prove_missing(m, versions):
     return 1
 
 
+def sanitized_fakes(m, versions):
+    compiles = [m.cxx_obj("common", None, os.path.join(NATIVE_SRC, "cuda", "letterbox_host.cpp"),
+                          m.out("common", "lbh.o"), "c++17", True),
+                m.cxx_obj("common", None, os.path.join(HERE, "fake_check.cpp"), m.out("common", "fake_check.o"),
+                          "c++17", True, ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"])]
+    for v, inc in versions.items():
+        compiles += [s for s in m.version_compiles(v, inc) if "plugin" not in s.what and "stub" not in s.what]
+    steps = m.parallel(compiles)
+    steps += m.parallel([m.fake_link(v) for v in versions])
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    bad = [s for s in steps if s.rc != 0]
+    if not bad:
+        bad = [s for s in m.parallel([m.run_fake(v) for v in versions], env) if s.rc != 0]
+    for v in sorted(versions, key=version_key):
+        fail = [s for s in bad if s.version in (v, "common")]
+        print("  {} {} fake_check under ASan + UBSan{}".format("FAIL" if fail else "ok  ", v, (
+            ": " + fail[0].what + "\n" + fail[0].output[-3000:]) if fail else ""))
+    return 1 if bad else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=os.environ.get("DEFECTRT_SHARED", os.path.join(ROOT, "..", "shared")))
@@ -255,6 +280,7 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--versions", default="", help="comma-separated subset, e.g. 8.0,11.1")
     ap.add_argument("--prove-missing", action="store_true")
+    ap.add_argument("--sanitize", action="store_true")
     args = ap.parse_args(argv)
 
     versions, reason = find_setup(args)
@@ -264,6 +290,8 @@ def main(argv=None):
     m = Matrix(args)
     if args.prove_missing:
         return prove_missing(m, versions)
+    if args.sanitize:
+        return sanitized_fakes(m, versions)
     t0 = time.time()
     failed = {}  # version -> failing step
 
