@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend.h"
@@ -192,6 +193,26 @@ void test_cuda_graph() {
         "CUDA graph: a new batch size runs plain once, then re-captures");
 }
 
+// Four threads share one backend (its mutex serialises the context): every result must be the one for its own input.
+void test_shared_between_threads() {
+  auto backend = load("FAKEENGINE dynamic");
+  int wrong[4] = {0, 0, 0, 0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&backend, &wrong, t] {
+      for (int i = 0; i < 50; ++i) {
+        const int batch = 1 + (t + i) % 4;
+        const std::vector<float> x = ramp(batch, static_cast<float>(t * 100 + i));
+        std::vector<drt::HostTensor> result;
+        backend->infer(x.data(), {batch, 3, 8, 8}, result);
+        if (!stats_match(result[0], x, batch)) ++wrong[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  check(wrong[0] + wrong[1] + wrong[2] + wrong[3] == 0, "4 threads x 50 calls on one backend, mixed batch sizes");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,6 +230,7 @@ int main(int argc, char** argv) {
     test_images_on_gpu_path();
     test_fixed_batch_and_half();
     test_cuda_graph();
+    test_shared_between_threads();
   } catch (const std::exception& e) {
     check(false, std::string("unexpected exception: ") + e.what());
   }
