@@ -193,6 +193,16 @@ void test_cuda_graph() {
         "CUDA graph: a new batch size runs plain once, then re-captures");
 }
 
+// An engine with two optimisation profiles: the backend uses profile 0 (the binding API lists its tensors first).
+void test_two_profiles() {
+  auto backend = load("FAKEENGINE dynamic twoprofiles");
+  const std::vector<float> x = ramp(2, 1.f);
+  std::vector<drt::HostTensor> result;
+  backend->infer(x.data(), {2, 3, 8, 8}, result);
+  check(backend->inputs().size() == 1 && backend->outputs().size() == 2 && stats_match(result[0], x, 2),
+        "two optimisation profiles: one input, two outputs, profile 0 runs");
+}
+
 // Four threads share one backend (its mutex serialises the context): every result must be the one for its own input.
 void test_shared_between_threads() {
   auto backend = load("FAKEENGINE dynamic");
@@ -230,6 +240,7 @@ int main(int argc, char** argv) {
     test_images_on_gpu_path();
     test_fixed_batch_and_half();
     test_cuda_graph();
+    test_two_profiles();
     test_shared_between_threads();
   } catch (const std::exception& e) {
     check(false, std::string("unexpected exception: ") + e.what());

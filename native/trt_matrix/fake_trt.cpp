@@ -54,6 +54,7 @@ nvinfer1::Dims dims(std::initializer_list<int> v) {
 struct Model {
   bool half = false;
   int fixed_batch = 0;  // 0: dynamic 1..4
+  int profiles = 1;     // "twoprofiles": the binding API then lists every tensor twice ("name [profile 1]")
 };
 
 const char* const kNames[3] = {"images", "stats", "index"};
@@ -175,7 +176,7 @@ class EngineImpl : public nvinfer1::apiv::gen::VCudaEngine {
     return -1;
   }
 
-  int32_t getNbOptimizationProfiles() const noexcept override { return 1; }
+  int32_t getNbOptimizationProfiles() const noexcept override { return m_.profiles; }
 #if DRT_TRT_TENSOR_API
   int32_t getNbIOTensors() const noexcept override { return 3; }
   char const* getIOTensorName(int32_t i) const noexcept override { return i >= 0 && i < 3 ? kNames[i] : nullptr; }
@@ -189,13 +190,16 @@ class EngineImpl : public nvinfer1::apiv::gen::VCudaEngine {
   }
 #endif
 #if NV_TENSORRT_MAJOR < 10
-  int32_t getNbBindings() const noexcept override { return 3; }
-  char const* getBindingName(int32_t i) const noexcept override { return kNames[i]; }
-  bool bindingIsInput(int32_t i) const noexcept override { return i == 0; }
-  nvinfer1::DataType getBindingDataType(int32_t i) const noexcept override { return type(i); }
-  nvinfer1::Dims getBindingDimensions(int32_t i) const noexcept override { return shape(i); }
+  int32_t getNbBindings() const noexcept override { return 3 * m_.profiles; }
+  char const* getBindingName(int32_t i) const noexcept override {
+    static const char* const kProfile1[3] = {"images [profile 1]", "stats [profile 1]", "index [profile 1]"};
+    return i < 3 ? kNames[i] : kProfile1[i % 3];
+  }
+  bool bindingIsInput(int32_t i) const noexcept override { return i % 3 == 0; }
+  nvinfer1::DataType getBindingDataType(int32_t i) const noexcept override { return type(i % 3); }
+  nvinfer1::Dims getBindingDimensions(int32_t i) const noexcept override { return shape(i % 3); }
   nvinfer1::Dims getProfileDimensions(int32_t i, int32_t, nvinfer1::OptProfileSelector s) const noexcept override {
-    return profile(i, s);
+    return profile(i % 3, s);
   }
   bool hasImplicitBatchDimension() const noexcept override { return false; }
   nvinfer1::IExecutionContext* createExecutionContext() noexcept override { return new FakeContext(m_); }
@@ -230,6 +234,7 @@ class RuntimeImpl : public nvinfer1::apiv::gen::VRuntime {
     Model m;
     m.half = text.find("half") != std::string::npos;
     m.fixed_batch = text.find("static2") != std::string::npos ? 2 : 0;
+    m.profiles = text.find("twoprofiles") != std::string::npos ? 2 : 1;
     return new FakeEngine(m);
   }
 #if NV_TENSORRT_MAJOR < 10

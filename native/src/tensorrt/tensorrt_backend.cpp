@@ -482,7 +482,7 @@ class TensorRtBackend final : public Backend, public ImageInput {
       io.push_back(t.io);
       addresses.push_back(t.device.get());
     }
-    if (!trt::bind(*context_, io, addresses, bindings_)) fail(Status::Internal, "binding tensor addresses failed");
+    if (!trt::bind(*engine_, *context_, io, addresses, bindings_)) fail(Status::Internal, "binding tensor addresses failed");
   }
 
   void set_shape(const std::vector<int64_t>& shape) {

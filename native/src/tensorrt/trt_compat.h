@@ -78,7 +78,10 @@ inline std::vector<Io> list_io(const nvinfer1::ICudaEngine& engine) {
     io.push_back(t);
   }
 #else
-  const int32_t n = engine.getNbBindings();
+  // With several optimisation profiles the binding API repeats every tensor per profile ("name [profile 1]"):
+  // the first getNbBindings() / profiles belong to profile 0, the one this backend uses.
+  const int32_t profiles = engine.getNbOptimizationProfiles();
+  const int32_t n = engine.getNbBindings() / (profiles > 0 ? profiles : 1);
   for (int32_t i = 0; i < n; ++i) {
     Io t;
     const char* name = engine.getBindingName(i);
@@ -137,10 +140,11 @@ inline nvinfer1::Dims context_shape(const nvinfer1::IExecutionContext& context, 
 }
 
 // Binds every tensor to its device address (`addresses` in list_io order). Tensor API: remembered by the context;
-// binding API: kept in `bindings` for enqueue().
-inline bool bind(nvinfer1::IExecutionContext& context, const std::vector<Io>& io, const std::vector<void*>& addresses,
-                 std::vector<void*>& bindings) {
+// binding API: kept in `bindings` (one slot per binding of every profile, as enqueueV2 reads them) for enqueue().
+inline bool bind(const nvinfer1::ICudaEngine& engine, nvinfer1::IExecutionContext& context, const std::vector<Io>& io,
+                 const std::vector<void*>& addresses, std::vector<void*>& bindings) {
 #if DRT_TRT_TENSOR_API
+  (void)engine;
   (void)bindings;
   for (size_t i = 0; i < io.size(); ++i) {
     if (!context.setTensorAddress(io[i].name.c_str(), addresses[i])) return false;
@@ -148,7 +152,7 @@ inline bool bind(nvinfer1::IExecutionContext& context, const std::vector<Io>& io
   return true;
 #else
   (void)context;
-  bindings.assign(io.size(), nullptr);
+  bindings.assign(static_cast<size_t>(engine.getNbBindings()), nullptr);
   for (size_t i = 0; i < io.size(); ++i) bindings[static_cast<size_t>(io[i].index)] = addresses[i];
   return true;
 #endif
