@@ -53,7 +53,7 @@ int main() {
   double max_diff = 0.0;
   for (const auto& s : sizes) {
     for (int format = 0; format <= 4; ++format) {
-      const int cn = format == 4 ? 1 : (format == 2 || format == 3) ? 4 : 3;
+      const int cn = drt::cuda::bytes_per_pixel(static_cast<drt::lb::PixelFormat>(format));
       const size_t stride = static_cast<size_t>(s[0]) * cn + (cases % 3 == 1 ? 5 : 0);  // some padded rows
       std::vector<uint8_t> img(stride * static_cast<size_t>(s[1]));
       for (auto& b : img) b = static_cast<uint8_t>(rng() & 0xff);

@@ -14,6 +14,11 @@ namespace cuda {
 
 enum class OutType : int { Float32 = 0, Float16 = 1 };
 
+// Bytes per pixel of a caller's image.
+DRT_HD inline int bytes_per_pixel(lb::PixelFormat format) {
+  return format == lb::GRAY8 ? 1 : (format == lb::BGRA8 || format == lb::RGBA8) ? 4 : 3;
+}
+
 // IEEE binary16 bits of a float, round to nearest even (what __float2half_rn and numpy's astype(float16) do). Written
 // out in integers so that host and device produce the same bits without cuda_fp16.h on the host side.
 DRT_HD inline uint16_t float_to_half_bits(float f) {

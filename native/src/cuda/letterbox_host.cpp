@@ -31,7 +31,7 @@ lb::Geometry check_letterbox_args(const uint8_t* src, size_t stride, lb::PixelFo
   require(dst_w > 0 && dst_h > 0 && dst_w <= kMaxDstSide && dst_h <= kMaxDstSide,
           "network input size " + std::to_string(dst_w) + "x" + std::to_string(dst_h) + " must be 1.." +
               std::to_string(kMaxDstSide) + " on each side");
-  const int cn = format == lb::GRAY8 ? 1 : (format == lb::BGRA8 || format == lb::RGBA8) ? 4 : 3;
+  const int cn = bytes_per_pixel(format);
   // src_w * cn <= 2^22: no overflow in size_t on any platform.
   require(stride >= static_cast<size_t>(src_w) * static_cast<size_t>(cn),
           "row stride " + std::to_string(stride) + " is smaller than width * channels (" +

@@ -365,7 +365,7 @@ class TensorRtBackend final : public Backend, public ImageInput {
     for (int i = 0; i < count; ++i) {
       const InputImage& im = images[i];
       const std::string what = "image " + std::to_string(i);
-      const int cn = im.format == lb::GRAY8 ? 1 : (im.format == lb::BGRA8 || im.format == lb::RGBA8) ? 4 : 3;
+      const int cn = cuda::bytes_per_pixel(im.format);
       const uint8_t* src = im.data;
       size_t stride = im.stride;
       // the shared checks first, so that a bad host image fails before anything is copied

@@ -17,7 +17,7 @@ int main() {
     const int w = uniform(1, i < 200 ? 48 : 700), h = uniform(1, i < 200 ? 48 : 700);
     const int dw = uniform(1, 96), dh = uniform(1, 96);
     const auto format = static_cast<drt::lb::PixelFormat>(uniform(0, 4));
-    const int cn = format == drt::lb::GRAY8 ? 1 : (format == drt::lb::BGRA8 || format == drt::lb::RGBA8) ? 4 : 3;
+    const int cn = drt::cuda::bytes_per_pixel(format);
     const size_t stride = static_cast<size_t>(w) * cn + static_cast<size_t>(uniform(0, 3));
     const auto out = static_cast<drt::cuda::OutType>(uniform(0, 1));
     // The last row holds only w * cn bytes: callers' crops end there, so reading its stride padding would be a bug.
