@@ -44,6 +44,7 @@ def trt_root(tmp_path_factory):
     run(["g++", "-std=c++17", "-shared", "-fPIC", "-isystem", include, "-isystem", os.path.join(CUDA, "include"),
          "-o", str(root / "lib" / "libnvinfer.so"), "-Wl,-soname,libnvinfer.so.10",
          os.path.join(ROOT, "native", "trt_matrix", "stub_nvinfer.cpp")])
+    os.symlink("libnvinfer.so", str(root / "lib" / "libnvinfer.so.10"))  # as TensorRT's packages install it
     return str(root)
 
 
@@ -66,10 +67,20 @@ def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
         "option(DEFECTRT_WITH_TENSORRT \"\" OFF)\nadd_library(defectrt SHARED dummy.cpp)\n"
         # the core's warnings go on the target for every language; nvcc must not receive them
         "target_compile_options(defectrt PRIVATE -Wall -Wextra -Werror)\n"
-        "include({}/native/cmake/tensorrt.cmake OPTIONAL)\n".format(ROOT.replace("\\", "/")))
+        "include({}/native/cmake/tensorrt.cmake OPTIONAL)\n"
+        # the core's defectrt_bench: the same sources, properties and libraries as defectrt, its own -Werror
+        "add_executable(tool main.cpp)\nget_target_property(_s defectrt SOURCES)\nlist(REMOVE_ITEM _s dummy.cpp)\n"
+        "target_sources(tool PRIVATE ${{_s}})\n"
+        "foreach(_p COMPILE_DEFINITIONS INCLUDE_DIRECTORIES COMPILE_OPTIONS)\n"
+        "  get_target_property(_v defectrt ${{_p}})\n"
+        "  if(_v)\n    set_property(TARGET tool APPEND PROPERTY ${{_p}} ${{_v}})\n  endif()\nendforeach()\n"
+        "get_target_property(_l defectrt LINK_LIBRARIES)\ntarget_link_libraries(tool PRIVATE ${{_l}})\n"
+        "target_compile_options(tool PRIVATE -Wall -Wextra -Werror)\n".format(ROOT.replace("\\", "/")))
+    (project / "main.cpp").write_text("int main() { return 0; }\n")
     build = str(tmp_path / "build")
     out = cmake_build(str(project), build, "-DDEFECTRT_WITH_TENSORRT=ON", "-DTENSORRT_ROOT=" + trt_root)
     assert "letterbox_kernel.cu" in out and "tensorrt_backend.cpp" in out
+    assert os.path.exists(os.path.join(build, "tool")), out[-2000:]
     lib = os.path.join(build, "libdefectrt.so")
     run(["nm", "-D", "--defined-only", lib])
     needed = needed_libraries(lib)

@@ -102,9 +102,13 @@ target_sources(defectrt PRIVATE
   ${_drt_trt_dir}/tensorrt/tensorrt_backend.cpp
   ${_drt_trt_dir}/cuda/letterbox_host.cpp
   $<TARGET_OBJECTS:defectrt_cuda_kernels>)
-target_include_directories(defectrt SYSTEM PRIVATE ${TENSORRT_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS})
+# TensorRT as an imported target: its headers then count as system headers (their unused parameters do not trip the
+# core's -Werror) for `defectrt` and for every target that links what `defectrt` links (the core's defectrt_bench).
+add_library(drt_nvinfer UNKNOWN IMPORTED)
+set_target_properties(drt_nvinfer PROPERTIES IMPORTED_LOCATION "${TENSORRT_NVINFER_LIBRARY}"
+                                             INTERFACE_INCLUDE_DIRECTORIES "${TENSORRT_INCLUDE_DIR}")
 target_compile_definitions(defectrt PRIVATE DEFECTRT_WITH_TENSORRT DEFECTRT_WITH_CUDA)
-target_link_libraries(defectrt PRIVATE ${TENSORRT_NVINFER_LIBRARY} CUDA::cudart_static ${CMAKE_DL_LIBS})
+target_link_libraries(defectrt PRIVATE drt_nvinfer CUDA::cudart_static ${CMAKE_DL_LIBS})
 if(NOT MSVC)
   # the binding API of 8.x is deprecated in 8.5 / 8.6 headers and used on purpose below 8.5 (see trt_compat.h)
   set_source_files_properties(${_drt_trt_dir}/tensorrt/tensorrt_backend.cpp PROPERTIES
