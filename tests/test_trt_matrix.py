@@ -27,7 +27,7 @@ def test_backend_and_plugins_build_against_binding_and_tensor_api_headers(tmp_pa
     assert proc.returncode == 0, proc.stdout
     assert "ok   8.2    (8.2.3, binding API)" in proc.stdout
     assert "ok   11.1   (11.1.0, tensor API)" in proc.stdout
-    assert proc.stdout.count("4 run checks + 28 fake-runtime checks passed") == 2
+    assert proc.stdout.count("4 run checks + 31 fake-runtime checks passed") == 2
 
 
 def test_link_fails_when_the_stub_lacks_a_symbol_the_plugins_call(tmp_path):

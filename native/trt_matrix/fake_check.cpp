@@ -136,10 +136,17 @@ void test_images_on_gpu_path() {
             geometry[1].pad_top == drt::lb::geometry(9, 5, 8, 8).pad_top,
         "infer_images: geometry per image");
   check(result.size() == 2 && stats_match(result[0], want, 2), "infer_images: outputs");
-  drt::InputImage bad = images[0];
-  bad.stride = 10;
+  check(fake_counters().device_allocations - before.device_allocations == 1,
+        "infer_images: one staging buffer, sized once for the largest image");
+  const FakeCounters again = fake_counters();
+  gpu->infer_images(images, 2, 8, 8, geometry, result);
+  check(fake_counters().device_allocations == again.device_allocations, "infer_images: the staging buffer is reused");
+  drt::InputImage bad[2] = {images[0], images[0]};
+  bad[1].stride = 10;
+  const FakeCounters before_bad = fake_counters();
   expect_error("infer_images: a stride below width * channels refused", drt::Status::InvalidArgument, "row stride",
-               [&] { gpu->infer_images(&bad, 1, 8, 8, geometry, result); });
+               [&] { gpu->infer_images(bad, 2, 8, 8, geometry, result); });
+  check(fake_counters().image_uploads == before_bad.image_uploads, "infer_images: a bad image fails before any upload");
   std::vector<drt::InputImage> five(5, images[0]);
   expect_error("infer_images: 5 images refused", drt::Status::InvalidArgument, "at most 4",
                [&] { gpu->infer_images(five.data(), 5, 8, 8, geometry, result); });

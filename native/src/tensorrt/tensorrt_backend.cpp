@@ -361,21 +361,32 @@ class TensorRtBackend final : public Backend, public ImageInput {
     const size_t per_image = checked_mul(checked_mul(static_cast<size_t>(dst_w), static_cast<size_t>(dst_h), "input"),
                                          3 * input_.element_bytes, "input");
     const cuda::OutType type = input_.dtype == DType::Float16 ? cuda::OutType::Float16 : cuda::OutType::Float32;
+    // Every image is checked, and the staging buffer sized for the largest host image, before anything is queued:
+    // a bad image fails without side effects, and the buffer is never freed under a queued copy or kernel.
+    size_t staging = 0;
+    for (int i = 0; i < count; ++i) {
+      const InputImage& im = images[i];
+      cuda::check_letterbox_args(im.data, im.stride, im.format, im.width, im.height, input_.device.get(), dst_w, dst_h);
+      if (im.on_device) continue;
+      const std::string what = "image " + std::to_string(i);
+      const size_t row = checked_mul(static_cast<size_t>(im.width), static_cast<size_t>(cuda::bytes_per_pixel(im.format)),
+                                     what);
+      const size_t bytes = checked_mul(row, static_cast<size_t>(im.height), what);
+      if (static_cast<unsigned long long>(bytes) > kMaxImageBytes) fail(Status::InvalidArgument, what + " is too large");
+      staging = std::max(staging, bytes);
+    }
+    if (image_staging_.bytes() < staging) {
+      cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize before growing the image staging buffer");
+      image_staging_.allocate(staging, "the image staging buffer");
+    }
     geometry.clear();
     for (int i = 0; i < count; ++i) {
       const InputImage& im = images[i];
       const std::string what = "image " + std::to_string(i);
-      const int cn = cuda::bytes_per_pixel(im.format);
       const uint8_t* src = im.data;
       size_t stride = im.stride;
-      // the shared checks first, so that a bad host image fails before anything is copied
-      cuda::check_letterbox_args(im.data, im.stride, im.format, im.width, im.height,
-                                 input_.device.get(), dst_w, dst_h);
-      if (!im.on_device) {  // copied once into a reusable device buffer, rows packed
-        const size_t row = checked_mul(static_cast<size_t>(im.width), static_cast<size_t>(cn), what);
-        const size_t bytes = checked_mul(row, static_cast<size_t>(im.height), what);
-        if (static_cast<unsigned long long>(bytes) > kMaxImageBytes) fail(Status::InvalidArgument, what + " is too large");
-        if (image_staging_.bytes() < bytes) image_staging_.allocate(bytes, "the image staging buffer");
+      if (!im.on_device) {  // copied once into the reusable device buffer, rows packed; the stream orders the reuse
+        const size_t row = static_cast<size_t>(im.width) * static_cast<size_t>(cuda::bytes_per_pixel(im.format));
         cuda_check(cudaMemcpy2DAsync(image_staging_.get(), row, im.data, im.stride, row,
                                      static_cast<size_t>(im.height), cudaMemcpyHostToDevice, stream_),
                    "copy of " + what + " to the GPU");
