@@ -8,7 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
