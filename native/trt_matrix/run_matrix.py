@@ -6,18 +6,21 @@ For each version folder in ../shared/third_party/tensorrt/<v>/include this build
   * libdefectrt_trt.so: the TensorRT backend (native/src/tensorrt) + the GPU letterbox (native/src/cuda),
   * libdefectrt_plugins.so: the DrtGridSample plugin sources (plugins/gridsample), the CUDA kernels built by nvcc,
   * matrix_check: an executable linking the backend, which it then runs (error paths before the GPU; loads the plugins),
+  * check_tensorrt_backend (native/tools, the device check of the backend): linked against the stub, and run on
+    the fakes below (CPU letterbox + infer vs the GPU path, with and without a CUDA graph),
   * fake_check: the backend linked with a fake TensorRT + CUDA runtime in host memory (fake_trt.cpp, its TensorRT
     side generated from that version's NvInferImpl.h by gen_fakes.py), which it then runs: loading, dynamic / fixed
     batch, float16 input, the GPU letterbox path, CUDA graph capture and replay, errors (the backend's logic on each
     version's API; not a test of real TensorRT),
-all linked with -Wl,--no-undefined against the stub and the real libcudart (fake_check: against the fakes). It prints one line per version and exits 1
-if any version fails. Without ../shared, a C++ compiler or the CUDA toolkit it prints why and exits 0 (a user's clone).
+all linked with -Wl,--no-undefined against the stub and the real libcudart (the fake runs: against the fakes). It
+prints one line per version and exits 1 if any version fails. Without ../shared, a C++ compiler or the CUDA toolkit it prints why and exits 0 (a user's clone).
 
   python3 native/trt_matrix/run_matrix.py [--jobs 2] [--versions 8.0,11.1] [--prove-missing]
 
 --prove-missing builds one version's stub without getPluginRegistry and succeeds only if linking the plugin library
 then fails on that symbol (the proof that the link checks what the stub provides).
---sanitize builds and runs only fake_check, with AddressSanitizer + UBSan (leaks included) on the backend too.
+--sanitize builds and runs only the fake runs (fake_check, check_tensorrt_backend), with AddressSanitizer + UBSan
+(leaks included) on the backend too.
 Standard library only, Python 3.6+ (JetPack 4.6).
 """
 from __future__ import print_function
@@ -141,6 +144,8 @@ class Matrix(object):
                          "c++17", True, ["DEFECTRT_WITH_TENSORRT"]),
             self.cxx_obj("common", None, os.path.join(HERE, "fake_check.cpp"), self.out("common", "fake_check.o"),
                          "c++17", True, ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"]),
+            self.cxx_obj("common", None, os.path.join(ROOT, "native", "tools", "check_tensorrt_backend.cpp"),
+                         self.out("common", "check_tensorrt_backend.o"), "c++17", True, ["DEFECTRT_WITH_TENSORRT"]),
         ]
 
     def version_compiles(self, v, include, stub_defines=()):
@@ -188,8 +193,28 @@ class Matrix(object):
         return Step(v, "link fake_check", [self.cxx, "-o", self.out(v, "fake_check")] + objs + ["-ldl", "-lpthread"] +
                     (self.SANITIZE if self.args.sanitize else []))
 
+    def fake_tool_link(self, v):
+        """check_tensorrt_backend on the fake runtime: the device check's own logic runs here."""
+        objs = [self.out("common", "check_tensorrt_backend.o"), self.out(v, "fake_trt.o"), self.out(v, "backend.o"),
+                self.out("common", "lbh.o")]
+        return Step(v, "link fake check_tensorrt_backend", [self.cxx, "-o", self.out(v, "fake_check_tensorrt_backend")]
+                    + objs + ["-ldl", "-lpthread"] + (self.SANITIZE if self.args.sanitize else []))
+
     def run_fake(self, v):
         return Step(v, "run fake_check", [self.out(v, "fake_check"), self.out(v)])
+
+    def run_fake_tool(self, v):
+        engine = self.out(v, "tool.engine")
+        with io.open(engine, "w") as f:
+            f.write(u"FAKEENGINE dynamic")
+        return Step(v, "run check_tensorrt_backend on the fake runtime",
+                    [self.out(v, "fake_check_tensorrt_backend"), engine, "8", "8"])
+
+    def tool_link(self, v):
+        """native/tools/check_tensorrt_backend (the device check of the backend): linked, not run (no GPU)."""
+        return Step(v, "link check_tensorrt_backend",
+                    [self.cxx, "-o", self.out(v, "check_tensorrt_backend"), self.out("common", "check_tensorrt_backend.o"),
+                     "-L", self.out(v), "-ldefectrt_trt", "-lnvinfer", "-ldl", "-Wl,-rpath,$ORIGIN"] + self.cuda_link())
 
     def exe_link(self, v):
         return Step(v, "link matrix_check", [self.cxx, "-o", self.out(v, "matrix_check"), self.out("common", "check.o"),
@@ -255,15 +280,18 @@ def sanitized_fakes(m, versions):
     compiles = [m.cxx_obj("common", None, os.path.join(NATIVE_SRC, "cuda", "letterbox_host.cpp"),
                           m.out("common", "lbh.o"), "c++17", True),
                 m.cxx_obj("common", None, os.path.join(HERE, "fake_check.cpp"), m.out("common", "fake_check.o"),
-                          "c++17", True, ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"])]
+                          "c++17", True, ["DEFECTRT_WITH_TENSORRT", "DEFECTRT_WITH_CUDA"]),
+                m.cxx_obj("common", None, os.path.join(ROOT, "native", "tools", "check_tensorrt_backend.cpp"),
+                          m.out("common", "check_tensorrt_backend.o"), "c++17", True, ["DEFECTRT_WITH_TENSORRT"])]
     for v, inc in versions.items():
         compiles += [s for s in m.version_compiles(v, inc) if "plugin" not in s.what and "stub" not in s.what]
     steps = m.parallel(compiles)
-    steps += m.parallel([m.fake_link(v) for v in versions])
+    steps += m.parallel([m.fake_link(v) for v in versions] + [m.fake_tool_link(v) for v in versions])
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
     bad = [s for s in steps if s.rc != 0]
     if not bad:
-        bad = [s for s in m.parallel([m.run_fake(v) for v in versions], env) if s.rc != 0]
+        bad = [s for s in m.parallel([m.run_fake(v) for v in versions] + [m.run_fake_tool(v) for v in versions], env)
+               if s.rc != 0]
     for v in sorted(versions, key=version_key):
         fail = [s for s in bad if s.version in (v, "common")]
         print("  {} {} fake_check under ASan + UBSan{}".format("FAIL" if fail else "ok  ", v, (
@@ -317,7 +345,8 @@ def main(argv=None):
             os.symlink("libnvinfer.so", link)
     note(m.parallel([m.plugin_link(v) for v in live] + [m.backend_link(v) for v in live]))
     live = [v for v in live if v not in failed]
-    note(m.parallel([m.exe_link(v) for v in live] + [m.fake_link(v) for v in live]))
+    note(m.parallel([m.exe_link(v) for v in live] + [m.fake_link(v) for v in live] + [m.tool_link(v) for v in live]
+                    + [m.fake_tool_link(v) for v in live]))
     live = [v for v in live if v not in failed]
     env = dict(os.environ)
     env.pop("DRT_STUB_TRT_VERSION", None)
@@ -326,6 +355,8 @@ def main(argv=None):
     live = [v for v in live if v not in failed]
     fakes = {s.version: s for s in m.parallel([m.run_fake(v) for v in live], env)}
     note(fakes.values())
+    live = [v for v in live if v not in failed]
+    note(m.parallel([m.run_fake_tool(v) for v in live], env))
 
     print("trt-matrix: TensorRT backend + DrtGridSample plugins vs real headers, stub libnvinfer, libcudart of {}".format(
         args.cuda))
@@ -341,8 +372,8 @@ def main(argv=None):
         else:
             checks = sum(1 for ln in runs[v].output.splitlines() if ln.startswith("ok"))
             fake = sum(1 for ln in fakes[v].output.splitlines() if ln.startswith("ok"))
-            print("  ok   {}: compiled, linked (--no-undefined), {} run checks + {} fake-runtime checks passed".format(
-                label, checks, fake))
+            print("  ok   {}: compiled, linked (--no-undefined), {} run checks + {} fake-runtime checks passed, "
+                  "device check tool ok on the fake runtime".format(label, checks, fake))
     print("trt-matrix: {} of {} versions ok in {:.0f} s ({} jobs)".format(
         len(versions) - len(failed), len(versions), time.time() - t0, args.jobs))
     return 1 if failed else 0
