@@ -229,6 +229,8 @@ class Matrix(object):
 
 def find_setup(args):
     """-> (versions {name: include}, None) or (None, reason to skip)."""
+    if not os.path.exists(os.path.join(NATIVE_SRC, "letterbox_math.h")):
+        return None, "native/src/letterbox_math.h is absent (it comes with the native core, issue 17)"
     trt_root = os.path.join(args.shared, "third_party", "tensorrt")
     if not os.path.isdir(trt_root):
         return None, "{} not found (the TensorRT header sets live in ../shared, absent in a user's clone)".format(
