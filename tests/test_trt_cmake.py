@@ -35,7 +35,9 @@ def trt_root(tmp_path_factory):
     include = os.path.join(SHARED, "third_party", "tensorrt", VERSION, "include")
     for what, ok in [("../shared TensorRT {} headers".format(VERSION), os.path.isdir(include)),
                      ("cmake", shutil.which("cmake")), ("g++", shutil.which("g++")), ("objdump", shutil.which("objdump")),
-                     ("nvcc in " + CUDA, os.path.exists(os.path.join(CUDA, "bin", "nvcc")))]:
+                     ("nvcc in " + CUDA, os.path.exists(os.path.join(CUDA, "bin", "nvcc"))),
+                     ("native/src/letterbox_math.h (comes with the native core)",
+                      os.path.exists(os.path.join(ROOT, "native", "src", "letterbox_math.h")))]:
         if not ok:
             pytest.skip("{} not found".format(what))
     root = tmp_path_factory.mktemp("trtroot")
