@@ -35,9 +35,7 @@ def trt_root(tmp_path_factory):
     include = os.path.join(SHARED, "third_party", "tensorrt", VERSION, "include")
     for what, ok in [("../shared TensorRT {} headers".format(VERSION), os.path.isdir(include)),
                      ("cmake", shutil.which("cmake")), ("g++", shutil.which("g++")), ("objdump", shutil.which("objdump")),
-                     ("nvcc in " + CUDA, os.path.exists(os.path.join(CUDA, "bin", "nvcc"))),
-                     ("native/src/letterbox_math.h (comes with the native core)",
-                      os.path.exists(os.path.join(ROOT, "native", "src", "letterbox_math.h")))]:
+                     ("nvcc in " + CUDA, os.path.exists(os.path.join(CUDA, "bin", "nvcc")))]:
         if not ok:
             pytest.skip("{} not found".format(what))
     root = tmp_path_factory.mktemp("trtroot")
@@ -58,6 +56,8 @@ def cmake_build(src, build, *defs):
 
 
 def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
+    if not os.path.exists(os.path.join(ROOT, "native", "src", "letterbox_math.h")):
+        pytest.skip("native/src/letterbox_math.h not found (it comes with the native core)")
     project = tmp_path / "project"
     project.mkdir()
     (project / "dummy.cpp").write_text("int drt_dummy() { return 0; }\n")
