@@ -55,14 +55,21 @@ def cmake_build(src, build, *defs):
     return run(["cmake", "--build", build, "-j2"], env=env)
 
 
-def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
-    if not os.path.exists(os.path.join(ROOT, "native", "src", "letterbox_math.h")):
-        pytest.skip("native/src/letterbox_math.h not found (it comes with the native core)")
+def cmake_project(tmp_path, text):
+    """A project folder with dummy.cpp / main.cpp and the given CMakeLists.txt text."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "dummy.cpp").write_text("int drt_dummy() { return 0; }\n")
+    (project / "main.cpp").write_text("int main() { return 0; }\n")
+    (project / "CMakeLists.txt").write_text(text)
+    return str(project)
+
+
+def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
+    if not os.path.exists(os.path.join(ROOT, "native", "src", "letterbox_math.h")):
+        pytest.skip("native/src/letterbox_math.h not found (it comes with the native core)")
     # The shape of native/CMakeLists.txt's use: the target first, then the optional include.
-    (project / "CMakeLists.txt").write_text(
+    project = cmake_project(tmp_path,
         "cmake_minimum_required(VERSION 3.18)\nproject(t LANGUAGES CXX)\nset(CMAKE_CXX_STANDARD 17)\n"
         "add_compile_options(-fno-omit-frame-pointer)\n"  # directory-wide host flags, like the core's sanitizers
                                                             # (nvcc alone rejects them)
@@ -78,9 +85,8 @@ def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
         "  if(_v)\n    set_property(TARGET tool APPEND PROPERTY ${{_p}} ${{_v}})\n  endif()\nendforeach()\n"
         "get_target_property(_l defectrt LINK_LIBRARIES)\ntarget_link_libraries(tool PRIVATE ${{_l}})\n"
         "target_compile_options(tool PRIVATE -Wall -Wextra -Werror)\n".format(ROOT.replace("\\", "/")))
-    (project / "main.cpp").write_text("int main() { return 0; }\n")
     build = str(tmp_path / "build")
-    out = cmake_build(str(project), build, "-DDEFECTRT_WITH_TENSORRT=ON", "-DTENSORRT_ROOT=" + trt_root)
+    out = cmake_build(project, build, "-DDEFECTRT_WITH_TENSORRT=ON", "-DTENSORRT_ROOT=" + trt_root)
     assert "letterbox_kernel.cu" in out and "tensorrt_backend.cpp" in out
     assert os.path.exists(os.path.join(build, "tool")), out[-2000:]
     lib = os.path.join(build, "libdefectrt.so")
@@ -93,14 +99,11 @@ def test_tensorrt_cmake_module_adds_backend_to_defectrt(trt_root, tmp_path):
 def test_tensorrt_cmake_module_names_a_missing_tensorrt(tmp_path):
     if not shutil.which("cmake"):
         pytest.skip("cmake not found")
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "dummy.cpp").write_text("int drt_dummy() { return 0; }\n")
-    (project / "CMakeLists.txt").write_text(
+    project = cmake_project(tmp_path,
         "cmake_minimum_required(VERSION 3.18)\nproject(t LANGUAGES CXX)\nadd_library(defectrt SHARED dummy.cpp)\n"
         "include({}/native/cmake/tensorrt.cmake)\n".format(ROOT.replace("\\", "/")))
-    proc = subprocess.run(["cmake", "-S", str(project), "-B", str(tmp_path / "b"), "-DDEFECTRT_WITH_TENSORRT=ON",
-                           "-DTENSORRT_ROOT=" + str(tmp_path / "nowhere"), "-DTENSORRT_INCLUDE_DIR=", 
+    proc = subprocess.run(["cmake", "-S", project, "-B", str(tmp_path / "b"), "-DDEFECTRT_WITH_TENSORRT=ON",
+                           "-DTENSORRT_ROOT=" + str(tmp_path / "nowhere"), "-DTENSORRT_INCLUDE_DIR=",
                            "-DTENSORRT_NVINFER_LIBRARY="],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if proc.returncode == 0:
