@@ -42,3 +42,11 @@ native: install-test
 
 test: install-test lint-py38 native
 	$(VENV)/bin/pytest -q -ra
+
+# --- native TensorRT compile/link matrix (issues 16 / 17): the TensorRT backend, the GPU letterbox and the
+# DrtGridSample plugins against the real headers of every TensorRT in ../shared, with a stub libnvinfer and nvcc
+# (sm_86, sm_87). Prints ok / FAIL per version; skips with a printed reason without ../shared, g++ or CUDA.
+.PHONY: trt-matrix
+trt-matrix:
+	python3 native/trt_matrix/run_matrix.py --jobs 2
+test: trt-matrix
