@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "bundle.h"
+#include "image_input.h"
 #include "onnxruntime_backend.h"
 #include "status.h"
 #include "util.h"
@@ -174,7 +175,27 @@ Detector::Detector(const std::string& path, const DetectorOptions& o) {
 
 std::vector<Detection> Detector::detect(const ImageView& image, StageTimes* times) {
   auto t0 = std::chrono::steady_clock::now();
-  const lb::Geometry g = letterbox_geometry(image, imgsz_w_, imgsz_h_);
+  const lb::Geometry g = letterbox_geometry(image, imgsz_w_, imgsz_h_);  // also validates the image
+  if (auto* gpu = dynamic_cast<ImageInput*>(backend_.get())) {
+    // The backend letterboxes on the GPU (TensorRT; unverified on hardware): same arithmetic (lb::sample), so the
+    // geometry it reports equals g. Pre-processing and inference are one call, timed as "infer".
+    InputImage im;
+    im.data = image.pixels;
+    im.width = image.width;
+    im.height = image.height;
+    im.stride = image.stride;
+    im.format = image.format;
+    std::vector<lb::Geometry> geometry;
+    gpu->infer_images(&im, 1, imgsz_w_, imgsz_h_, geometry, outputs_);
+    auto t2 = std::chrono::steady_clock::now();
+    std::vector<Detection> dets = postprocess(outputs_, layout_, 0, geometry.empty() ? g : geometry[0], post_);
+    if (times) {
+      times->pre = 0.0;
+      times->infer = std::chrono::duration<double, std::milli>(t2 - t0).count();
+      times->post = ms_since(t2);
+    }
+    return dets;
+  }
   letterbox_to_planes(image, g, blob_.data());  // image 0; padding images of a fixed batch stay zero
   auto t1 = std::chrono::steady_clock::now();
   const std::vector<int64_t> shape = {batch_, 3, imgsz_h_, imgsz_w_};
