@@ -14,7 +14,7 @@ import torch
 
 from defectrt.errors import UserInputError
 from defectrt.fileio import atomic_path
-from defectrt.models.yolo import ArchitectureError, DetectionModel
+from defectrt.models.yolo import ArchitectureError, DetectionModel, state_dict_shapes
 
 FORMAT = "defectrt-checkpoint"
 FORMAT_VERSION = 1
@@ -45,28 +45,39 @@ def save(model, path, imgsz=None, extra=None, force=False):
     return path
 
 
+def _few(xs):
+    return ", ".join(xs[:6]) + (" ... ({} in all)".format(len(xs)) if len(xs) > 6 else "")
+
+
 def _build(cfg, names, state_dict, path):
+    """Rebuild the architecture `cfg` declares and load `state_dict` into it.
+
+    The declared architecture is first built on the meta device and compared key by key, shape by shape,
+    with the file's tensors; only a config that matches the weights it carries is built for real, so the
+    memory a config can make us allocate is bounded by the weights in the file.
+    """
+    try:
+        own = state_dict_shapes(cfg)
+    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError, AttributeError, ZeroDivisionError,
+            OverflowError, RecursionError) as exc:
+        raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [
+        "{} {} vs {}".format(k, tuple(state_dict[k].shape), own[k])
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != own[k]
+    ]
+    if missing or unexpected or wrong:
+        raise UserInputError(
+            "{}: weights do not fit the architecture they declare (missing: {}; unexpected: {}; shape: {})".format(
+                path, _few(missing) or "none", _few(unexpected) or "none", _few(wrong) or "none"
+            )
+        )
     try:
         model = DetectionModel(cfg, names=names)
     except (ArchitectureError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        "{} {} vs {}".format(k, tuple(state_dict[k].shape), tuple(own[k].shape))
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        def few(xs):
-            return ", ".join(xs[:6]) + (" ... ({} in all)".format(len(xs)) if len(xs) > 6 else "")
-
-        raise UserInputError(
-            "{}: weights do not fit the architecture they declare (missing: {}; unexpected: {}; shape: {})".format(
-                path, few(missing) or "none", few(unexpected) or "none", few(wrong) or "none"
-            )
-        )
     model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     return model.eval()
 
