@@ -64,6 +64,25 @@ def test_fixture_loads_without_ultralytics_and_reproduces_its_outputs(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_fixture_reproduces_ultralytics_features_and_raw_head(name):
+    """One epoch leaves the decoded output near the head's priors, which a wrong backbone could still match; the
+    neck features and the head's raw logits that Ultralytics computed are compared too (relative 1e-4)."""
+    x, _ = reference(name)
+    raw = np.load(os.path.join(FIXTURES, name + ".raw.npz"))
+    model = models.load(os.path.join(FIXTURES, name + ".pt"))
+    detect = model.model[-1]
+    with torch.no_grad():
+        feats = model._forward_features(torch.from_numpy(x))
+        maps = torch.cat([torch.cat((detect.cv2[i](f), detect.cv3[i](f)), 1).flatten(2) for i, f in enumerate(feats)], 2)
+    got = {"feats{}".format(i): f.numpy() for i, f in enumerate(feats)}
+    got["boxes"], got["scores"] = maps[:, : 4 * detect.reg_max].numpy(), maps[:, 4 * detect.reg_max:].numpy()
+    assert sorted(got) == sorted(raw.files)
+    for key, want in raw.items():
+        assert got[key].shape == want.shape, key
+        assert np.abs(got[key] - want).max() <= 1e-4 * np.abs(want).max(), key
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_fixture_exports_to_onnx_with_the_same_outputs(tmp_path, name):
     import onnxruntime as ort
 
