@@ -258,3 +258,22 @@ def test_unknown_variant_in_safetensors_config_is_refused(tmp_path):
     path = _safetensors(tmp_path / "v.safetensors", stock_yaml(), variant="yolo11z-warp")
     with pytest.raises(UserInputError, match="unknown variant 'yolo11z-warp'"):
         models.load(str(path))
+
+
+def test_tensor_state_cannot_re_view_its_storage(tmp_path):
+    """BUILD on a tensor would call Tensor.__setstate__ -> set_(storage, 0, (3e9,), (0,)): refused."""
+    import collections
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = torch.zeros(1, dtype=torch.half).storage()
+
+    class Reviewed:
+        def __reduce__(self):
+            args = (storage, 0, (1,), (1,), False, collections.OrderedDict())
+            return (torch._utils._rebuild_tensor_v2, args, (storage, 0, (3_000_000_000,), (0,)))
+
+    path = tmp_path / "setstate.pt"
+    torch.save({"model": Reviewed()}, str(path))
+    assert_refused(path, "sets the state of a Tensor")

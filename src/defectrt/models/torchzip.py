@@ -178,8 +178,16 @@ def _scalar_args(fn, name):
     return make
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler whose globals come from an allow-list; tensors come from the reader's bounded storages."""
+class SafeUnpickler(pickle._Unpickler):
+    """Unpickler whose globals come from an allow-list; tensors come from the reader's bounded storages.
+
+    It is pickle's pure-Python unpickler, because one opcode needs a guard: BUILD calls the `__setstate__`
+    of whatever object is on the stack, and `torch.Tensor.__setstate__` with a 4-tuple is `tensor.set_()`,
+    which would re-view a checked storage through any size and stride (stride 0: gigabytes). BUILD is only
+    accepted on placeholders.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, reader=None):
         super().__init__(file)
@@ -220,6 +228,15 @@ class SafeUnpickler(pickle.Unpickler):
         if module == "builtins":
             raise RefusedPickle("it names builtins.{} (a callable no checkpoint needs)".format(name))
         return _placeholder(module, name)
+
+    def load_build(self):
+        target = self.stack[-2] if len(self.stack) >= 2 else None
+        if not isinstance(target, Placeholder):
+            raise RefusedPickle("it sets the state of a {} (only pickled modules carry state)".format(
+                type(target).__name__))
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def persistent_load(self, pid):
         if self._reader is None:
@@ -452,8 +469,3 @@ def _load_zip(path, zf, limits):
     data = read_record(zf, zf.getinfo(pkls[0]), limits.max_pickle_bytes)
     reader = TorchZipReader(path, zf, prefix, limits)
     return SafeUnpickler(io.BytesIO(data), reader=reader).load()
-
-
-def loads_pickle(data):
-    """Unpickle plain bytes through the same allow-list (no storages); for tests and tools."""
-    return SafeUnpickler(io.BytesIO(data)).load()

@@ -18,7 +18,7 @@ import torch
 
 from defectrt.errors import UserInputError
 from defectrt.models import torchzip
-from defectrt.models.torchzip import Placeholder, SafeUnpickler, loads_pickle  # noqa: F401 - public names
+from defectrt.models.torchzip import Placeholder
 
 # A YOLO11x holds about 1,000 module paths and 57M weights; these bounds leave room for any detector.
 MAX_MODULE_PATHS = 100_000
