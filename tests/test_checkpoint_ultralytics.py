@@ -19,7 +19,8 @@ with open(os.path.join(FIXTURES, "manifest.json")) as _f:
     MANIFEST = json.load(_f)
 NAMES = sorted(MANIFEST["fixtures"])
 # A module each fixture must have been rebuilt with (so a fork cannot silently load as the stock model).
-BLOCKS = {"yolo11n_dysample_nc4": "DySample", "yolo11n_sme_nc6": "MSFA", "yolo11n_nc3": "Upsample", "yolo11s_nc2": "Upsample"}
+BLOCKS = {"yolo11n_dysample_nc4": "DySample", "yolo11n_sme_nc6": "MSFA", "yolo11n_nc3": "Upsample", "yolo11s_nc2": "Upsample",
+          "multipliers_leaky_nc2": "LeakyReLU"}
 
 
 def reference(name):
@@ -41,7 +42,7 @@ def assert_agrees(got, want):
 
 
 def test_fixtures_are_real_ultralytics_files():
-    assert NAMES == ["yolo11n_dysample_nc4", "yolo11n_nc3", "yolo11n_sme_nc6", "yolo11s_nc2"]
+    assert NAMES == ["multipliers_leaky_nc2", "yolo11n_dysample_nc4", "yolo11n_nc3", "yolo11n_sme_nc6", "yolo11s_nc2"]
     for name in NAMES:
         entry = MANIFEST["fixtures"][name]
         assert entry["nc"] != 80 and entry["train_args"]["epochs"] == 1
@@ -97,6 +98,15 @@ def test_fixture_exports_to_onnx_with_the_same_outputs(tmp_path, name):
     got = sess.run(None, {"images": x})[0]
     assert_agrees(got, want)
     assert not [m for m in sys.modules if m == "ultralytics" or m.startswith("ultralytics.")]
+
+
+def test_multiplier_yaml_gets_the_activation_and_head_ultralytics_built():
+    """depth/width multiples, `activation: nn.LeakyReLU(0.1)`, and no C3k2: Ultralytics' YOLOv8 class branch."""
+    model = models.load(os.path.join(FIXTURES, "multipliers_leaky_nc2.pt"))
+    acts = {type(m).__name__ for m in model.modules() if type(m).__name__ in ("SiLU", "LeakyReLU")}
+    assert acts == {"LeakyReLU"} and model.model[0].act.negative_slope == 0.1
+    assert type(model.model[-1].cv3[0][0]).__name__ == "Conv"
+    assert len(model.model[2].m) == 1 and len(model.model[4].m) == 2  # repeats 3 and 6 at depth 0.33
 
 
 def test_yolo11s_weights_were_fp16_and_the_rest_of_the_file_is_ignored():

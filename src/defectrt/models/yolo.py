@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import copy
 import math
+import re
 
 import torch
 from torch import nn
@@ -98,6 +99,35 @@ def yaml_value(value, nc):
         return value
 
 
+_ACTIVATIONS = {
+    "SiLU": nn.SiLU, "ReLU": nn.ReLU, "ReLU6": nn.ReLU6, "LeakyReLU": nn.LeakyReLU, "ELU": nn.ELU,
+    "Hardswish": nn.Hardswish, "GELU": nn.GELU, "Mish": nn.Mish, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid,
+}
+_ACTIVATION_RE = re.compile(r"\s*(?:torch\.)?nn\.(\w+)\(\s*([-+0-9.eE]*)\s*\)\s*")
+
+
+def activation_factory(text):
+    """The yaml's `activation` ("nn.ReLU()", "nn.LeakyReLU(0.1)") -> a module factory.
+
+    Ultralytics evaluates this string as Python; here only a known activation with at most one number
+    is accepted, and nothing is evaluated."""
+    if text is None:
+        return nn.SiLU
+    match = _ACTIVATION_RE.fullmatch(text) if isinstance(text, str) and len(text) <= _MAX_LITERAL else None
+    if match is None or match.group(1) not in _ACTIVATIONS or (
+            match.group(2) and match.group(1) not in ("LeakyReLU", "ELU")):
+        raise ArchitectureError("activation {!r:.60}: expected one of {} written as nn.Name() (LeakyReLU / ELU may "
+                                "take one number)".format(text, ", ".join(sorted(_ACTIVATIONS))))
+    cls, arg = _ACTIVATIONS[match.group(1)], match.group(2)
+    if not arg:
+        return cls
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ArchitectureError("activation {!r:.60}: {!r} is not a number".format(text, arg)) from None
+    return lambda: cls(value)
+
+
 def _number(cfg, key, default, low, high):
     value = cfg.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
@@ -161,12 +191,20 @@ def parse_model(cfg, ch=3):
     if cfg.get("channels", ch) != ch:
         raise ArchitectureError("a model for {!r:.20}-channel input; only {}-channel (RGB) models are supported".format(
             cfg.get("channels"), ch))
-    if cfg.get("activation") not in (None, "nn.SiLU()"):
-        raise ArchitectureError("activation {!r:.60}: only the default SiLU is supported".format(cfg.get("activation")))
+    act = activation_factory(cfg.get("activation"))
+    with blocks.default_activation(act):
+        return _parse_layers(cfg, nc, ch)
+
+
+def _parse_layers(cfg, nc, ch):
     scale, depth, width, max_channels = _multipliers(cfg)
     channels = [ch]
     layers, save = [], []
-    for i, (f, n, name, args) in enumerate(_layers(cfg)):
+    specs = _layers(cfg)
+    # Ultralytics gives a model without any C3k2 the YOLOv8 detection head; our and the forks' C3k2 variants count.
+    legacy_head = not any(isinstance(name, str) and name.split(".")[-1] in ("C3k2", "C3k2Ghost", "C3k2_Ghost")
+                          for _, _, name, _ in specs)
+    for i, (f, n, name, args) in enumerate(specs):
         module_name = name if name in MODULES else name.split(".")[-1]
         if module_name not in MODULES:
             raise ArchitectureError("layer {}: unknown module {!r:.80} (known: {})".format(i, name, ", ".join(sorted(MODULES))))
@@ -190,7 +228,7 @@ def parse_model(cfg, ch=3):
             classes = args[0] if args else nc
             if type(classes) is not int or not 1 <= classes <= MAX_NC:
                 raise ArchitectureError("layer {}: Detect for {!r:.40} classes (expected 1..{})".format(i, classes, MAX_NC))
-            args = [classes, [channels[x] for x in f]]
+            args = [classes, [channels[x] for x in f], legacy_head]
             c2 = None
         elif m is DySample:
             # Forks write [scale, style, groups, dyscope], some with the channel count first.
