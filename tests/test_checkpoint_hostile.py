@@ -246,6 +246,8 @@ def test_oversized_safetensors_config_is_refused_before_building(tmp_path):
     (lambda a: a["head"].__setitem__(1, [[-1, 99], 1, "Concat", [1]]), "does not name earlier layers"),
     (lambda a: a["head"].extend([[-1, 1, "Conv", [64, 3, 1]]] * 600), "layers"),
     (lambda a: a["backbone"][0].__setitem__(2, "os.system"), "unknown module"),
+    (lambda a: a["head"][0].__setitem__(3, ["None", 1000, "nearest"]), "feature map of 16384000000 elements"),
+    (lambda a: a["backbone"][1].__setitem__(3, [128, 3, 0]), "cannot rebuild"),
 ])
 def test_safetensors_config_bounds(tmp_path, edit, reason):
     arch = stock_yaml()

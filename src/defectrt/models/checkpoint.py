@@ -77,7 +77,8 @@ def _build(cfg, names, state_dict, path):
     check_fits(cfg, {k: tuple(v.shape) for k, v in state_dict.items()}, path)
     try:
         model = DetectionModel(cfg, names=names)
-    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError) as exc:
+    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError, RuntimeError, AttributeError,
+            ZeroDivisionError, OverflowError) as exc:
         raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
     model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     return model.eval()

@@ -266,14 +266,35 @@ def _parse_layers(cfg, nc, ch):
     return nn.Sequential(*layers), sorted(set(save))
 
 
+# The largest feature map the stride dry run (a 256 x 256 input) may make: YOLO11x's largest is 1.6M elements.
+MAX_DRY_RUN_ELEMENTS = 1 << 25
+
+
+def forward_features(layers, save, x, limit=None):
+    """Run every layer but the head; -> the head's inputs. `limit`: refuse any feature map larger than it."""
+    y = []
+    for m in layers[:-1]:
+        if m.f != -1:
+            x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+        x = m(x)
+        if limit is not None and x.numel() > limit:
+            raise ArchitectureError("layer {} makes a feature map of {} elements from a 256 x 256 input (limit {})".format(
+                m.i, x.numel(), limit))
+        y.append(x if m.i in save else None)
+    return [x if j == -1 else y[j] for j in layers[-1].f]
+
+
 def state_dict_shapes(cfg, ch=3):
-    """{state-dict key: shape} of the model `cfg` describes, built on the meta device (no memory for weights).
+    """{state-dict key: shape} of the model `cfg` describes, built and dry-run on the meta device (shapes only,
+    no memory for weights or feature maps).
 
     Checkpoint loaders compare this with the file's tensors BEFORE building the real model, so a config that
-    declares a huge network but carries small weights is refused without allocating it.
+    declares a huge network but carries small weights is refused without allocating it, and one whose layers
+    blow a feature map up (an Upsample x1000) is refused before the real model's stride dry run.
     """
     with torch.device("meta"):
-        layers, _ = parse_model(cfg, ch)
+        layers, save = parse_model(cfg, ch)
+        forward_features(layers.eval(), save, torch.zeros(1, ch, 256, 256), limit=MAX_DRY_RUN_ELEMENTS)
     return {"model." + k: tuple(v.shape) for k, v in layers.state_dict().items()}
 
 
@@ -305,14 +326,7 @@ class DetectionModel(nn.Module):
         _set_bn_defaults(self)
 
     def _forward_features(self, x):
-        y = []
-        for m in self.model[:-1]:
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
-            x = m(x)
-            y.append(x if m.i in self.save else None)
-        f = self.model[-1].f
-        return [x if j == -1 else y[j] for j in f]
+        return forward_features(self.model, self.save, x)
 
     def forward(self, x):
         return self.model[-1](self._forward_features(x))
