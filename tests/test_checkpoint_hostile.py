@@ -279,3 +279,24 @@ def test_tensor_state_cannot_re_view_its_storage(tmp_path):
     path = tmp_path / "setstate.pt"
     torch.save({"model": Reviewed()}, str(path))
     assert_refused(path, "sets the state of a Tensor")
+
+
+@pytest.mark.parametrize("kind,word", [(tarfile.SYMTYPE, "symlink"), (tarfile.CHRTYPE, "device"),
+                                       (tarfile.LNKTYPE, "hard link")])
+def test_legacy_tar_with_other_non_regular_members_is_refused(tmp_path, kind, word):
+    path = tmp_path / "legacy.pt"
+    with tarfile.open(path, "w") as tf:
+        member = tarfile.TarInfo("storages")
+        member.type = kind
+        member.linkname = "/etc/passwd"
+        tf.addfile(member)
+    with pytest.raises(UserInputError, match="legacy tar.*{}.*Nothing was extracted".format(word)):
+        models.load(str(path))
+
+
+def test_legacy_pickle_stream_format_is_refused(tmp_path):
+    """torch < 1.6's format: torch.load would unpickle it with its own rules; we read only the zip format."""
+    path = tmp_path / "old.pt"
+    torch.save({"model": torch.zeros(2)}, str(path), _use_new_zipfile_serialization=False)
+    with pytest.raises(UserInputError, match="old.pt: refused: a legacy"):
+        models.load(str(path))
