@@ -300,3 +300,34 @@ def test_legacy_pickle_stream_format_is_refused(tmp_path):
     torch.save({"model": torch.zeros(2)}, str(path), _use_new_zipfile_serialization=False)
     with pytest.raises(UserInputError, match="old.pt: refused: a legacy"):
         models.load(str(path))
+
+
+def test_zip_directory_is_bounded_before_it_is_parsed(tmp_path):
+    """3,001 records against lowered limits: refused from the end record, before zipfile builds its objects."""
+    from defectrt.models.torchzip import Limits, load
+
+    path = tmp_path / "many.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        for i in range(3000):
+            zf.writestr("archive/x{}".format(i), b"")
+    with pytest.raises(UserInputError, match="zip directory lists 3001 records"):
+        load(str(path), Limits(max_records=1000))
+    with pytest.raises(UserInputError, match="zip directory lists 3001 records in [0-9]+ bytes"):
+        load(str(path), Limits(max_directory_bytes=10_000))
+    assert load(str(path)) == {}
+
+
+def test_zip64_end_record_is_read_for_the_directory_bounds(tmp_path):
+    """torch writes zip64 end records; with the classic record saying 0xFFFF the zip64 numbers are the ones used."""
+    from defectrt.models.torchzip import Limits, load
+
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ultralytics", "multipliers_leaky_nc2.pt")
+    data = bytearray(open(src, "rb").read())
+    pos = data.rfind(b"PK\x05\x06")
+    data[pos + 8:pos + 12] = b"\xff\xff\xff\xff"  # entries on this disk / in all: see the zip64 record
+    path = tmp_path / "z64.pt"
+    path.write_bytes(bytes(data))
+    assert "train_args" in load(str(path))
+    with pytest.raises(UserInputError, match="zip directory lists [0-9]+ records"):
+        load(str(path), Limits(max_records=100))

@@ -24,6 +24,7 @@ import io
 import os
 import pickle
 import stat
+import struct
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class Limits:
     max_storage_bytes: int = 2 << 30  # all storages together
     max_elements: int = 400_000_000  # all tensor views together
     max_records: int = 200_000
+    max_directory_bytes: int = 8 << 20  # the zip's central directory: ~100 bytes per record
     max_ndim: int = 16
 
 
@@ -374,6 +376,36 @@ def _classify(path, f):
     return "unknown"
 
 
+def _check_directory(f, limits):
+    """Bound the zip's central directory from its end records BEFORE zipfile parses it into objects."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    tail_len = min(size, (1 << 16) + 22)
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    f.seek(0)
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or pos + 22 > len(tail):
+        raise RefusedPickle("no zip end-of-directory record (truncated?)")
+    entries, cd_size = struct.unpack("<HI", tail[pos + 10:pos + 16])
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:  # zip64: the real numbers are in the zip64 end record
+        loc = tail.rfind(b"PK\x06\x07", 0, pos)
+        if loc < 0 or loc + 16 > len(tail):
+            raise RefusedPickle("a zip64 archive without its locator")
+        (offset,) = struct.unpack("<Q", tail[loc + 8:loc + 16])
+        if offset > size:
+            raise RefusedPickle("a zip64 end record past the end of the file")
+        f.seek(offset)
+        record = f.read(56)
+        f.seek(0)
+        if len(record) < 56 or record[:4] != b"PK\x06\x06":
+            raise RefusedPickle("a damaged zip64 end record")
+        entries, cd_size = struct.unpack("<QQ", record[32:48])
+    if entries > limits.max_records or cd_size > limits.max_directory_bytes:
+        raise RefusedPickle("its zip directory lists {} records in {} bytes (limits {} / {})".format(
+            entries, cd_size, limits.max_records, limits.max_directory_bytes))
+
+
 def _refuse_tar(path, f):
     reasons = []
     try:
@@ -424,6 +456,7 @@ def load(path, limits=DEFAULT_LIMITS):
                 "{}: not a readable PyTorch checkpoint (neither the zip format of torch.save nor safetensors); "
                 "is the file truncated or of another kind?".format(path))
         try:
+            _check_directory(f, limits)
             with zipfile.ZipFile(f) as zf:
                 return _load_zip(path, zf, limits)
         except CheckpointError:
