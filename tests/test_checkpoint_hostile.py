@@ -331,3 +331,11 @@ def test_zip64_end_record_is_read_for_the_directory_bounds(tmp_path):
     assert "train_args" in load(str(path))
     with pytest.raises(UserInputError, match="zip directory lists [0-9]+ records"):
         load(str(path), Limits(max_records=100))
+
+
+def test_odd_objects_where_the_model_should_be_give_a_clear_error(tmp_path):
+    for i, ckpt in enumerate([{"ema": torch.zeros(3), "model": torch.zeros(3)}, {"model": [1, 2]}, [torch.zeros(2)]]):
+        path = tmp_path / "odd{}.pt".format(i)
+        torch.save(ckpt, str(path))
+        with pytest.raises(UserInputError, match="odd{}.pt".format(i)):
+            models.load(str(path))

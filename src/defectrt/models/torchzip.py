@@ -107,7 +107,7 @@ class Placeholder:
         state = getattr(self, "_state", None)
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
             merged = dict(state[0])
-            merged.update(state[1] or {})
+            merged.update(state[1] if isinstance(state[1], dict) else {})
             return merged
         return state if isinstance(state, dict) else {}
 
@@ -115,14 +115,12 @@ class Placeholder:
         return "<placeholder {}.{}>".format(self._pickled_module, self._pickled_name)
 
 
-_placeholder_cache = {}
-
-
-def _placeholder(module, name):
+def _placeholder(cache, module, name):
+    """One placeholder class per (module, name) of one load (the cache dies with its unpickler)."""
     key = (module, name)
-    if key not in _placeholder_cache:
-        _placeholder_cache[key] = type(name, (Placeholder,), {"_pickled_module": module, "_pickled_name": name})
-    return _placeholder_cache[key]
+    if key not in cache:
+        cache[key] = type(name, (Placeholder,), {"_pickled_module": module, "_pickled_name": name})
+    return cache[key]
 
 
 class _StorageType:
@@ -194,6 +192,7 @@ class SafeUnpickler(pickle._Unpickler):
     def __init__(self, file, reader=None):
         super().__init__(file)
         self._reader = reader
+        self._placeholders = {}
         self._allowed = {
             ("collections", "OrderedDict"): _ordered_dict,
             ("collections", "defaultdict"): _defaultdict,
@@ -229,7 +228,7 @@ class SafeUnpickler(pickle._Unpickler):
             raise RefusedPickle("it names {}.{}, which can execute code".format(module, name))
         if module == "builtins":
             raise RefusedPickle("it names builtins.{} (a callable no checkpoint needs)".format(name))
-        return _placeholder(module, name)
+        return _placeholder(self._placeholders, module, name)
 
     def load_build(self):
         target = self.stack[-2] if len(self.stack) >= 2 else None

@@ -83,9 +83,20 @@ def _module_state_dict(root, path):
 def read_ultralytics_checkpoint(path):
     """-> (yaml dict, names {id: name}, state_dict float32, info dict). Never imports Ultralytics."""
     ckpt = safe_torch_load(path)
+    try:
+        return _from_checkpoint(ckpt, path)
+    except UserInputError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError, RecursionError, MemoryError) as exc:
+        raise torchzip.CheckpointError("{}: not a usable Ultralytics checkpoint ({}: {:.200})".format(
+            path, type(exc).__name__, str(exc))) from None
+
+
+def _from_checkpoint(ckpt, path):
     if not isinstance(ckpt, dict):
         raise UserInputError("{}: expected a checkpoint dict with a 'model' or 'ema' entry, got {}".format(path, type(ckpt).__name__))
-    model = ckpt.get("ema") or ckpt.get("model")
+    ema = ckpt.get("ema")
+    model = ema if isinstance(ema, Placeholder) else ckpt.get("model")  # EMA weights when training left them
     if not isinstance(model, Placeholder):
         raise UserInputError(
             "{}: no pickled model under 'model' or 'ema' (keys: {}); is this an Ultralytics checkpoint?".format(
