@@ -96,7 +96,8 @@ def test_any_names_metadata_loads_or_is_refused_clearly(names):
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(["model", "ema", "epoch", "train_args", "x"]), json_like, max_size=4))
+@given(st.dictionaries(st.sampled_from(["model", "ema", "epoch", "train_args", "x"]),
+                       st.one_of(json_like, st.integers(0, 4).map(torch.zeros)), max_size=4))
 def test_any_checkpoint_dict_is_refused_clearly(ckpt):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "best.pt")
