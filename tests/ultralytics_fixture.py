@@ -72,6 +72,10 @@ def write_ultralytics_checkpoint(model, path, key="model"):
     half = copy.deepcopy(model).half().eval()
     yaml = dict(half.yaml)
     yaml.pop("variant", None)  # real files carry no variant name
+    # Ultralytics keeps the yaml's arguments as written: None is the string 'None' in a real best.pt.
+    yaml["backbone"], yaml["head"] = (
+        [[f, n, m, ["None" if a is None else a for a in args]] for f, n, m, args in yaml[part]] for part in ("backbone", "head")
+    )
     half.yaml = yaml
     ckpt = {
         "date": "2026-11-21T00:00:00",

@@ -5,6 +5,7 @@ saved by Ultralytics loads into these modules unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -13,6 +14,20 @@ from torch import nn
 # Ultralytics initialises every BatchNorm with these; eps is not in the state dict, so it lives here.
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
+
+
+# What `Conv(..., act=True)` builds. A yaml may name another activation for the whole model (Ultralytics'
+# `activation: nn.ReLU()`); `default_activation` sets it for the duration of one build.
+_DEFAULT_ACT = [nn.SiLU]
+
+
+@contextlib.contextmanager
+def default_activation(factory):
+    _DEFAULT_ACT.append(factory)
+    try:
+        yield
+    finally:
+        _DEFAULT_ACT.pop()
 
 
 def autopad(k, p=None, d=1):
@@ -31,7 +46,7 @@ class Conv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        self.act = _DEFAULT_ACT[-1]() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))

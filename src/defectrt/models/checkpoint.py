@@ -14,7 +14,8 @@ import torch
 
 from defectrt.errors import UserInputError
 from defectrt.fileio import atomic_path
-from defectrt.models.yolo import ArchitectureError, DetectionModel
+from defectrt.models.torchzip import open_regular
+from defectrt.models.yolo import ArchitectureError, DetectionModel, state_dict_shapes
 
 FORMAT = "defectrt-checkpoint"
 FORMAT_VERSION = 1
@@ -45,28 +46,40 @@ def save(model, path, imgsz=None, extra=None, force=False):
     return path
 
 
-def _build(cfg, names, state_dict, path):
-    try:
-        model = DetectionModel(cfg, names=names)
-    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError) as exc:
-        raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        "{} {} vs {}".format(k, tuple(state_dict[k].shape), tuple(own[k].shape))
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong:
-        def few(xs):
-            return ", ".join(xs[:6]) + (" ... ({} in all)".format(len(xs)) if len(xs) > 6 else "")
+def _few(xs):
+    return ", ".join(xs[:6]) + (" ... ({} in all)".format(len(xs)) if len(xs) > 6 else "")
 
+
+def check_fits(cfg, shapes, path):
+    """Refuse unless the architecture `cfg` declares has exactly the tensors `shapes` ({key: shape}) of the file.
+
+    The architecture is built on the meta device (bounded by the limits in yolo.py, no memory for weights), so
+    a config that declares a huge network but carries small weights is refused without allocating it.
+    """
+    try:
+        own = state_dict_shapes(cfg)
+    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError, AttributeError, ZeroDivisionError,
+            OverflowError, RecursionError, RuntimeError) as exc:
+        raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
+    missing = [k for k in own if k not in shapes]
+    unexpected = [k for k in shapes if k not in own]
+    wrong = ["{} {} vs {}".format(k, shapes[k], own[k]) for k in own if k in shapes and shapes[k] != own[k]]
+    if missing or unexpected or wrong:
         raise UserInputError(
             "{}: weights do not fit the architecture they declare (missing: {}; unexpected: {}; shape: {})".format(
-                path, few(missing) or "none", few(unexpected) or "none", few(wrong) or "none"
+                path, _few(missing) or "none", _few(unexpected) or "none", _few(wrong) or "none"
             )
         )
+
+
+def _build(cfg, names, state_dict, path):
+    """Rebuild the architecture `cfg` declares (after `check_fits`) and load `state_dict` into it."""
+    check_fits(cfg, {k: tuple(v.shape) for k, v in state_dict.items()}, path)
+    try:
+        model = DetectionModel(cfg, names=names)
+    except (ArchitectureError, KeyError, TypeError, IndexError, ValueError, RuntimeError, AttributeError,
+            ZeroDivisionError, OverflowError) as exc:
+        raise UserInputError("{}: cannot rebuild the architecture: {}".format(path, exc)) from None
     model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     return model.eval()
 
@@ -82,8 +95,9 @@ def _weights_digest(state_dict):
 def load(path, nc=None):
     """Load a `.safetensors` (ours) or Ultralytics `.pt` checkpoint -> eval-mode DetectionModel with `.names`."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserInputError("{}: no such checkpoint file".format(path))
+    open_regular(path).close()  # a FIFO or device named best.pt is refused before anything reads it
     if path.endswith(".safetensors"):
         model = _load_safetensors(path)
     elif path.endswith((".pt", ".pth")):
@@ -100,21 +114,37 @@ def _load_safetensors(path):
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
+    from defectrt.models.registry import available
+
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
-        state_dict = load_file(path)
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserInputError("{}: not a readable safetensors file ({}); is it truncated?".format(path, exc)) from None
     try:
         cfg = json.loads(meta["defectrt"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError, RecursionError):
         raise UserInputError("{}: a safetensors file without a defectrt config; save it with defectrt.models.save".format(path)) from None
-    if cfg.get("format") != FORMAT:
-        raise UserInputError("{}: config format {!r} is not {!r}".format(path, cfg.get("format"), FORMAT))
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        fmt = cfg.get("format") if isinstance(cfg, dict) else cfg
+        raise UserInputError("{}: config format {!r:.60} is not {!r}".format(path, fmt, FORMAT))
+    variant = cfg.get("variant")
+    if variant is not None and variant not in available():
+        raise UserInputError("{}: unknown variant {!r:.60} in the config (known: {})".format(path, variant, ", ".join(available())))
+    imgsz = cfg.get("imgsz")
+    if imgsz is not None and not (isinstance(imgsz, list) and len(imgsz) == 2 and all(
+            type(v) is int and 32 <= v <= 8192 for v in imgsz)):
+        raise UserInputError("{}: imgsz {!r:.60} in the config is not [height, width] within 32..8192".format(path, imgsz))
+    # Validated against the file's tensor shapes before a single weight is read or a module built.
+    check_fits(cfg.get("arch"), shapes, path)
+    try:
+        state_dict = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserInputError("{}: not a readable safetensors file ({}); is it truncated?".format(path, exc)) from None
     model = _build(cfg["arch"], cfg.get("names"), state_dict, path)
-    model.variant = cfg.get("variant")
-    model.imgsz = cfg.get("imgsz")
+    model.variant = variant
+    model.imgsz = imgsz
     model.weights_sha256 = _weights_digest(state_dict)
     return model
 

@@ -58,11 +58,14 @@ def dist2bbox(distance, anchor_points, xywh=True, dim=-1):
 class Detect(nn.Module):
     """Per level: box branch Conv3x3 -> Conv3x3 -> 1x1 (4*reg_max); class branch [DWConv3x3 -> Conv1x1] x2 -> 1x1 (nc).
 
+    `legacy`: the YOLOv8 class branch (Conv3x3 -> Conv3x3 -> 1x1), which Ultralytics builds for a model without
+    any C3k2 block (observed with ultralytics 8.4: a C2f-only yaml gets it, one C3k2 anywhere switches it off).
+
     Training mode returns the raw per-level maps (B, 4*reg_max + nc, H, W) for the loss.
     Eval mode returns (B, 4 + nc, A): cx, cy, w, h in input pixels and sigmoid scores.
     """
 
-    def __init__(self, nc=80, ch=()):
+    def __init__(self, nc=80, ch=(), legacy=False):
         super().__init__()
         self.nc = nc
         self.nl = len(ch)
@@ -74,14 +77,17 @@ class Detect(nn.Module):
         self.cv2 = nn.ModuleList(
             nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * self.reg_max, 1)) for x in ch
         )
-        self.cv3 = nn.ModuleList(
-            nn.Sequential(
-                nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
-                nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
-                nn.Conv2d(c3, self.nc, 1),
+        if legacy:  # the YOLOv8 class branch: two plain 3x3 convs
+            self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, self.nc, 1)) for x in ch)
+        else:
+            self.cv3 = nn.ModuleList(
+                nn.Sequential(
+                    nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
+                    nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
+                    nn.Conv2d(c3, self.nc, 1),
+                )
+                for x in ch
             )
-            for x in ch
-        )
         self.dfl = DFL(self.reg_max)
 
     def forward(self, x):

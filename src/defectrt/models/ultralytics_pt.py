@@ -3,183 +3,104 @@
 A `best.pt` is a torch.save'd dict whose `model` / `ema` entry is a pickled DetectionModel: the whole
 module tree, pickled by class path (ultralytics.nn.modules.conv.Conv, a fork's
 ultralytics.nn.extra_modules.dysample.DySample, ...). Unpickling normally imports those classes and
-runs their code. Here every global the pickle names goes through an allow-list:
-
-- tensor / storage rebuild functions, dtypes and plain containers are allowed (they only make data);
-- globals from modules that can run code (os, subprocess, builtins' eval/exec, ...) are REFUSED:
-  such a file is a code-execution payload, never a checkpoint;
-- every other class becomes an inert placeholder that only records the state pickle gives it.
+runs their code. Here the file is read by `torchzip` (never torch.load): globals go through an
+allow-list, every other class becomes an inert placeholder that only records the state pickle gives
+it, and storages are read with bounds (see torchzip's docstring).
 
 From the placeholder tree we recover the state dict (parameters and persistent buffers), the
 architecture `yaml` dict and the class `names`, then rebuild our own modules from the yaml.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import collections
-import pickle
-import zipfile
 
 import torch
 
 from defectrt.errors import UserInputError
+from defectrt.models import torchzip
+from defectrt.models.torchzip import Placeholder
 
-# Globals that only rebuild data. Anything that can reach the file system, processes or the
-# interpreter is absent by construction.
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("collections", "defaultdict"): collections.defaultdict,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch", "Size"): torch.Size,
-    ("torch", "device"): torch.device,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex,
-}
-_DTYPES = {name for name in dir(torch) if isinstance(getattr(torch, name, None), torch.dtype)}
-
-# Module prefixes whose globals are never data: a pickle naming them is an attack or a broken file.
-_DANGEROUS_MODULES = (
-    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pickle", "marshal",
-    "runpy", "ctypes", "types", "code", "codeop", "pty", "signal", "multiprocessing", "webbrowser",
-    "urllib", "http", "ftplib", "smtplib", "asyncio", "threading", "functools", "operator", "inspect",
-    "torch.hub", "torch.jit", "torch.package", "torch.ops", "torch._ops", "torch.cuda", "numpy.lib.npyio",
-    "io", "pathlib", "tempfile", "glob", "zipimport",
-)
-_DANGEROUS_BUILTINS = {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr",
-                       "globals", "locals", "vars", "input", "breakpoint", "help", "exit", "quit", "print", "memoryview"}
-
-
-class Placeholder:
-    """An inert stand-in for any class the pickle names: it stores what it is given and does nothing."""
-
-    _pickled_module = "?"
-    _pickled_name = "?"
-
-    def __init__(self, *args, **kwargs):
-        self._args, self._kwargs = args, kwargs
-
-    def __setstate__(self, state):
-        self._state = state
-
-    def __call__(self, *args, **kwargs):  # a placeholder used as a function: stays inert
-        return type(self)(*args, **kwargs)
-
-    @property
-    def state(self):
-        state = getattr(self, "_state", None)
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
-            merged = dict(state[0])
-            merged.update(state[1] or {})
-            return merged
-        return state if isinstance(state, dict) else {}
-
-    def __repr__(self):
-        return "<placeholder {}.{}>".format(self._pickled_module, self._pickled_name)
-
-
-_placeholder_cache = {}
-
-
-def _placeholder(module, name):
-    key = (module, name)
-    if key not in _placeholder_cache:
-        _placeholder_cache[key] = type(name, (Placeholder,), {"_pickled_module": module, "_pickled_name": name})
-    return _placeholder_cache[key]
-
-
-class RefusedPickle(pickle.UnpicklingError):
-    pass
-
-
-class SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        # torch.save writes protocol 2, which names Python 2 modules (__builtin__, copy_reg, ...).
-        # The mapping only renames Python 2 modules, so applying it to any protocol is harmless.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        if module == "torch" and name in _DTYPES:
-            return getattr(torch, name)
-        if module == "torch" and name.endswith("Storage") and hasattr(torch, name):
-            return getattr(torch, name)
-        root = module.split(".")
-        if module == "builtins" and name in _DANGEROUS_BUILTINS or any(
-            module == d or module.startswith(d + ".") for d in _DANGEROUS_MODULES
-        ) or root[0] in ("os", "posix", "nt", "subprocess"):
-            raise RefusedPickle("it names {}.{}, which can execute code".format(module, name))
-        if module == "builtins":
-            import builtins
-
-            obj = getattr(builtins, name, None)
-            if isinstance(obj, type) and obj in (dict, list, tuple, str, bytes, bytearray, int, float, bool, range):
-                return obj
-            raise RefusedPickle("it names builtins.{}".format(name))
-        return _placeholder(module, name)
-
-
-class _SafePickleModule:
-    """What torch.load needs of a `pickle_module`: our Unpickler plus pickle's load/errors."""
-
-    Unpickler = SafeUnpickler
-    UnpicklingError = pickle.UnpicklingError
-    __name__ = "defectrt_safe_pickle"
-
-    @staticmethod
-    def load(f, **kwargs):
-        return SafeUnpickler(f, **kwargs).load()
+# A YOLO11x holds about 1,000 module paths and 57M weights; these bounds leave room for any detector.
+MAX_MODULE_PATHS = 100_000
+MAX_MODEL_ELEMENTS = 150_000_000
 
 
 def safe_torch_load(path):
-    """torch.load through the allow-list unpickler. Raises UserInputError naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", pickle_module=_SafePickleModule, weights_only=False)
-    except RefusedPickle as exc:
-        raise UserInputError(
-            "{}: refused to load: {}. This file is not a plain checkpoint; nothing from it was executed. "
-            "Ask for the weights as .safetensors or re-export them from a trusted machine.".format(path, exc)
-        ) from None
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-        raise UserInputError(
-            "{}: not a readable PyTorch checkpoint ({}: {}); is the file truncated or of another kind?".format(
-                path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""
-            )
-        ) from None
+    """The object a torch.save file holds, read by `torchzip` (never torch.load). Raises UserInputError."""
+    return torchzip.load(path)
 
 
-def _module_state_dict(obj, prefix="", out=None):
-    """Walk a placeholder module tree: `_parameters`, persistent `_buffers`, `_modules`."""
-    out = collections.OrderedDict() if out is None else out
+def _module_parts(obj):
+    """(tensors [(name, tensor)], children [(name, module)]) of one pickled module: its `_parameters`,
+    persistent `_buffers` and `_modules`."""
     state = obj.state if isinstance(obj, Placeholder) else {}
-    non_persistent = state.get("_non_persistent_buffers_set") or set()
-    for key, value in (state.get("_parameters") or {}).items():
-        if isinstance(value, torch.Tensor):
-            out[prefix + key] = value.detach()
-    for key, value in (state.get("_buffers") or {}).items():
-        if isinstance(value, torch.Tensor) and key not in non_persistent:
-            out[prefix + key] = value.detach()
-    for key, child in (state.get("_modules") or {}).items():
-        if child is not None:
-            _module_state_dict(child, prefix + key + ".", out)
+    non_persistent = state.get("_non_persistent_buffers_set")
+    non_persistent = non_persistent if isinstance(non_persistent, (set, frozenset)) else set()
+    params, buffers, children = (state.get(k) for k in ("_parameters", "_buffers", "_modules"))
+    tensors = list(params.items()) if isinstance(params, dict) else []
+    if isinstance(buffers, dict):
+        tensors += [(k, v) for k, v in buffers.items() if k not in non_persistent]
+    tensors = [(k, v) for k, v in tensors if isinstance(k, str) and isinstance(v, torch.Tensor)]
+    children = [(k, c) for k, c in children.items() if isinstance(k, str) and c is not None] if isinstance(children, dict) else []
+    return tensors, children
+
+
+def _module_state_dict(root, path):
+    """The state dict of a pickled module tree, in bounded time and memory.
+
+    Each object is read once and each tensor converted to float32 once. Ultralytics itself shares modules
+    (every Conv's `act` is one SiLU), so a shared child is legal and appears under each path, as in torch's
+    state_dict; but the paths are expanded within a budget, so a graph that shares children 40 levels deep
+    (2^40 paths) or a cycle is refused instead of walked, and the elements the keys address are bounded.
+    """
+    out = collections.OrderedDict()
+    parts, floats = {}, {}
+    stack = [("", root)]
+    paths = elements = 0
+    while stack:
+        prefix, obj = stack.pop()
+        paths += 1
+        if paths > MAX_MODULE_PATHS:
+            raise torchzip.CheckpointError(
+                "{}: refused: its module graph expands to more than {} module paths (submodules shared over and "
+                "over, or a cycle); not a detector checkpoint".format(path, MAX_MODULE_PATHS))
+        if id(obj) not in parts:
+            parts[id(obj)] = _module_parts(obj)
+        tensors, children = parts[id(obj)]
+        for key, value in tensors:
+            if id(value) not in floats:
+                floats[id(value)] = value.detach().float()
+            elements += value.numel()
+            if elements > MAX_MODEL_ELEMENTS:
+                raise torchzip.CheckpointError(
+                    "{}: refused: its weights address more than {} elements (limit)".format(path, MAX_MODEL_ELEMENTS))
+            out[prefix + key] = floats[id(value)]
+        # reversed: the stack then pops children in their declared order
+        stack.extend((prefix + key + ".", child) for key, child in reversed(children))
     return out
 
 
 def read_ultralytics_checkpoint(path):
     """-> (yaml dict, names {id: name}, state_dict float32, info dict). Never imports Ultralytics."""
     ckpt = safe_torch_load(path)
+    try:
+        return _from_checkpoint(ckpt, path)
+    except UserInputError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError, RecursionError, MemoryError) as exc:
+        raise torchzip.CheckpointError("{}: not a usable Ultralytics checkpoint ({}: {:.200})".format(
+            path, type(exc).__name__, str(exc))) from None
+
+
+def _from_checkpoint(ckpt, path):
     if not isinstance(ckpt, dict):
         raise UserInputError("{}: expected a checkpoint dict with a 'model' or 'ema' entry, got {}".format(path, type(ckpt).__name__))
-    model = ckpt.get("ema") or ckpt.get("model")
+    ema = ckpt.get("ema")
+    model = ema if isinstance(ema, Placeholder) else ckpt.get("model")  # EMA weights when training left them
     if not isinstance(model, Placeholder):
         raise UserInputError(
             "{}: no pickled model under 'model' or 'ema' (keys: {}); is this an Ultralytics checkpoint?".format(
-                path, ", ".join(map(str, ckpt))
+                path, ", ".join(str(k)[:40] for k in list(ckpt)[:12])
             )
         )
     state = model.state
@@ -187,7 +108,7 @@ def read_ultralytics_checkpoint(path):
     if not isinstance(cfg, dict) or "backbone" not in cfg or "head" not in cfg:
         raise UserInputError("{}: the pickled model carries no architecture ('yaml' dict with backbone/head)".format(path))
     names = state.get("names")
-    state_dict = collections.OrderedDict((k, v.float()) for k, v in _module_state_dict(model).items())
+    state_dict = _module_state_dict(model, path)
     if not state_dict:
         raise UserInputError("{}: the pickled model holds no weights".format(path))
     info = {k: ckpt[k] for k in ("epoch", "date", "version") if isinstance(ckpt.get(k), (int, str))}
