@@ -118,3 +118,21 @@ def test_plugin_library_links_cudart_statically(trt_root, tmp_path):
     needed = needed_libraries(lib)
     assert "libnvinfer.so.10" in needed
     assert not [n for n in needed if "cudart" in n], needed
+
+
+def test_native_core_builds_with_tensorrt(trt_root, tmp_path):
+    """The real native/ project with -DDEFECTRT_WITH_TENSORRT=ON: the core's detector (which hands images to the
+    backend's GPU letterbox) compiles under -Werror against TensorRT's headers and links the stub libnvinfer."""
+    import glob
+
+    import onnxruntime
+
+    ort_include = os.path.join(SHARED, "third_party", "onnxruntime", "include")
+    ort_libs = sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.1*")))
+    if not os.path.exists(os.path.join(ort_include, "onnxruntime_c_api.h")) or not ort_libs:
+        pytest.skip("ONNX Runtime C headers (../shared) or the wheel's libonnxruntime.so.1.x not found")
+    build = str(tmp_path / "native-trt")
+    cmake_build(os.path.join(ROOT, "native"), build, "-DDEFECTRT_WITH_TENSORRT=ON", "-DTENSORRT_ROOT=" + trt_root,
+                "-DDEFECTRT_WERROR=ON", "-DONNXRUNTIME_INCLUDE_DIR=" + ort_include, "-DONNXRUNTIME_LIB=" + ort_libs[-1])
+    needed = needed_libraries(os.path.join(build, "libdefectrt.so"))
+    assert "libnvinfer.so.10" in needed and not [n for n in needed if "cudart" in n], needed
