@@ -32,3 +32,16 @@ lint-py38: install-test
 
 test: install-test lint-py38
 	$(VENV)/bin/pytest -q -ra
+
+# Triton serving (issue 20). nvidia-pytriton goes in with --no-deps: every release of it pins numpy<2, which
+# this environment cannot take; its stub gets numpy<2 from its own small environment (defectrt.serving.stub_env).
+.PHONY: install-triton lint-py38-triton
+install-triton: install-test
+	$(PIP) install -q -e '.[triton]'
+	$(PIP) install -q --no-deps 'nvidia-pytriton==0.7.0'
+	$(PY) -m defectrt.serving.stub_env
+
+lint-py38-triton: install-test
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/client.py src/defectrt/serving/protocol.py
+
+test: install-triton lint-py38-triton
