@@ -78,6 +78,7 @@ class TritonDetector(object):
             raise UserInputError("timeout_s must be > 0, retries and retry_wait_s >= 0")
         self._mod = self._import()
         self._client = None
+        self.retried = 0  # requests re-sent after a connection failure or restart (for logs and tests)
         self.model = model if model is not None else self._with_retries(self._only_model)
 
     def _import(self):
@@ -152,6 +153,7 @@ class TritonDetector(object):
                     raise ServerError("{}: {} (after {} attempt(s)); is `defectrt serve` running there?".format(
                         self.url, message, attempt + 1))
                 attempt += 1
+                self.retried += 1
                 time.sleep(self.retry_wait_s)
 
     def _infer_one(self, img, shape):

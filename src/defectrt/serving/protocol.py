@@ -11,7 +11,7 @@ One request is one image; Triton's dynamic batcher stacks requests of the same i
             count        INT32  [1]           detections of this image
 
 Detections of the images in one batch differ in number, so the per-detection outputs are padded to the
-batch's largest count and `count` says how many rows of each image are real. The same names are used by
+batch's largest count (at least 1 row) and `count` says how many rows of each image are real. The same names are used by
 `defectrt serve` (PyTriton) and by the ensemble of `defectrt export triton`, so one client reads both.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def check_image(img, what="image"):
 
 def pack(detections):
     """[Detections] of one batch -> {output name: array with a leading batch dimension}, padded per batch."""
-    n = max([len(d) for d in detections] + [0])
+    n = max([len(d) for d in detections] + [1])  # at least one (padding) row: PyTriton cannot send empty tensors
     b = len(detections)
     out = {
         "boxes": np.zeros((b, n, 4), np.float32),
