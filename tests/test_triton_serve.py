@@ -217,3 +217,29 @@ def test_a_server_restart_while_clients_retry_loses_no_good_request(bundles, tmp
     assert sum(retried) > 0, "no client saw the restart: the test did not test it"
     for (k, i), dets in results.items():
         _same(dets, expected[(k + i) % 2], exact=False)
+
+
+def test_detect_and_bench_commands_with_triton(bundles, server, tmp_path, capsys):
+    import cv2
+
+    from defectrt.cli import main
+    from defectrt.runtime.detector import Detector
+
+    img = _images("screw", 1)[0]
+    path = str(tmp_path / "part.png")
+    cv2.imwrite(path, img)
+    assert main(["detect", path, "--triton", server.grpc, "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = Detector(bundles["screw"])(cv2.imread(path)).to_dict()
+    assert line["detections"] == expected["detections"] and line["image_shape"] == expected["image_shape"]
+
+    out = str(tmp_path / "bench.json")
+    assert main(["bench", "--triton", server.http, "--clients", "1,3", "--requests", "6", "--imgsz", "192", "320",
+                 "--json", out]) == 0
+    with open(out) as f:
+        report = json.load(f)
+    assert [r["clients"] for r in report["rounds"]] == [1, 3] and report["model"] == "screw"
+    for r in report["rounds"]:
+        assert r["ok"] == r["requests"] == 6 * r["clients"] and r["errors"] == 0
+        assert r["latency_ms"]["count"] == r["ok"] and r["latency_ms"]["p99"] >= r["latency_ms"]["median"] > 0
+        assert sum(b * n for b, n in ((int(k), v) for k, v in r["batches"]["sizes"].items())) >= r["ok"]

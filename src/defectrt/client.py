@@ -182,6 +182,11 @@ class TritonDetector(object):
 
     predict = __call__
 
+    def stream(self, frames):
+        """Detections for an iterable of frames, in order (one request per frame)."""
+        for frame in frames:
+            yield self(frame)
+
     def statistics(self):
         """Triton's inference statistics of the model: {"batch_sizes": {size: count}, "requests": n, ...}."""
         return batch_statistics(self._with_retries(self._statistics_raw), self.scheme)

@@ -22,7 +22,9 @@ def register(subparsers):
         description="Run a detector (bundle, .onnx, .engine or demo:NAME) and write JSON-lines results and "
         "annotated images / video.")
     p.add_argument("source", help="image file, folder of images, video file (or URL), or camera index (0, 1, ...)")
-    p.add_argument("-m", "--model", required=True, help="bundle folder, .onnx, .engine / .plan, or demo:screw / demo:pcb")
+    p.add_argument("-m", "--model", help="bundle folder, .onnx, .engine / .plan, or demo:screw / demo:pcb "
+                   "(with --triton: the served model's name, default the only one)")
+    p.add_argument("--triton", metavar="URL", help="run on a Triton server instead: http://HOST:8000 or grpc://HOST:8001")
     p.add_argument("--save-dir", help="write annotated images / video and results.jsonl here")
     p.add_argument("--json", action="store_true", help="print one JSON line per image / frame on stdout")
     p.add_argument("--conf", type=float, help="confidence threshold (default: the bundle's, else 0.25)")
@@ -204,9 +206,16 @@ def run(args):
     imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
-    det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                   classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
-                   device=args.device)
+    if args.triton:  # issue 20: the same results from a model served by Triton
+        from defectrt.client import TritonDetector
+
+        det = TritonDetector(args.triton, model=args.model)
+    elif not args.model:
+        raise UserInputError("give the model with -m / --model (or a Triton server with --triton URL)")
+    else:
+        det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                       classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
+                       device=args.device)
     done = 0
     with contextlib.ExitStack() as stack:
         results = video = None
