@@ -19,7 +19,7 @@ SIZE = (192, 320)
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     pytest.importorskip("tritonclient.grpc")
-    return build_small_bundle(tmp_path_factory.mktemp("triton-export"), "screw", imgsz=SIZE)
+    return build_small_bundle(tmp_path_factory, "screw", imgsz=SIZE)
 
 
 def _export(bundle, out, **kw):

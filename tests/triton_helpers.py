@@ -23,14 +23,20 @@ def require_pytriton():
         pytest.skip("the Triton Python-backend environment is missing: run `defectrt serve --prepare`")
 
 
-def build_small_bundle(folder, demo="screw", imgsz=(192, 320)):
+_BUNDLES = {}  # (demo, imgsz) -> path: built once per session, shared by the Triton test modules
+
+
+def build_small_bundle(tmp_path_factory, demo="screw", imgsz=(192, 320)):
     """A demo model as a small dynamic-batch bundle (what a user serves, at a size 2 cores can load-test)."""
     pytest.importorskip("torch")
     from defectrt.export.bundle import build_bundle
 
-    out = os.path.join(str(folder), demo + ".bundle")
-    build_bundle("demo:" + demo, out, precision="fp32", imgsz=imgsz, dynamic_batch=True, max_batch=8)
-    return out
+    key = (demo, tuple(imgsz))
+    if key not in _BUNDLES:
+        out = os.path.join(str(tmp_path_factory.mktemp("triton-bundle")), demo + ".bundle")
+        build_bundle("demo:" + demo, out, precision="fp32", imgsz=imgsz, dynamic_batch=True, max_batch=8)
+        _BUNDLES[key] = out
+    return _BUNDLES[key]
 
 
 def free_ports(n):
