@@ -231,3 +231,33 @@ def test_a_bundle_that_gets_an_engine_gets_the_deepstream_files_beside_it(bundle
     assert {"deepstream_nvinfer.txt", "labels.txt", "model.engine"} <= set(manifest["files"])
     text = open(os.path.join(copy, "deepstream_nvinfer.txt")).read()
     assert "model-engine-file=model.engine" in text and "onnx-file=model.onnx" in text
+
+
+def test_the_client_side_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class B(object):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' or name.startswith('torch.'):\n"
+            "            raise ImportError('torch blocked')\n"
+            "sys.meta_path.insert(0, B())\n"
+            "import defectrt.client, defectrt.serving.protocol, defectrt.bench.concurrency, defectrt.export.deepstream\n"
+            "import defectrt.serving.repository, defectrt.cli\n"
+            "assert 'torch' not in sys.modules\n"
+            "assert defectrt.client.parse_url('grpc://127.0.0.1:8001') == ('grpc', '127.0.0.1:8001')\n"
+            "print('ok')\n")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=src), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("url, words", [("https://h:1", "https"), ("ftp://h:1", "scheme"), ("http://h", "HOST:PORT")])
+def test_bad_urls_are_named(url, words):
+    from defectrt.client import parse_url
+    from defectrt.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=words):
+        parse_url(url)
