@@ -39,6 +39,9 @@ test: install-test lint-py38
 install-triton: install-test
 	$(PIP) install -q -e '.[triton]'
 	$(PIP) install -q --no-deps 'nvidia-pytriton==0.7.0'
+	@# The Python-backend stub links libpython3.X.so: install the system's copy only where the interpreter has none.
+	@$(PY) -c "import ctypes.util as u, sys; sys.exit(0 if u.find_library('python%d.%d' % sys.version_info[:2]) else 1)" \
+		|| (apt-get update -q && apt-get install -y -q libpython$$($(PY) -c "import sys; print('%d.%d' % sys.version_info[:2])"))
 	$(PY) -m defectrt.serving.stub_env
 
 lint-py38-triton: install-test
