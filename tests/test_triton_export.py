@@ -261,3 +261,71 @@ def test_bad_urls_are_named(url, words):
 
     with pytest.raises(UserInputError, match=words):
         parse_url(url)
+
+
+@pytest.mark.slow
+def test_the_whole_ensemble_with_the_python_network_step_serves_detections_equal_to_the_detector(bundle, tmp_path):
+    """--backend python runs on the Python backend alone: the full ensemble, image in, detections out."""
+    require_pytriton()
+    import threading
+
+    from defectrt.client import TritonDetector
+    from defectrt.data.synth import generate
+    from defectrt.runtime.detector import Detector
+    from defectrt.serving import tritonserver
+
+    _export(bundle, tmp_path / "repo", name="screw", max_batch=4, backend="python")
+    ports = free_ports(3)
+    env_backup = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")
+    try:
+        proc, scratch = tritonserver.launch(str(tmp_path / "repo"), ports, log_file=str(tmp_path / "ts.log"),
+                                            load=["screw_preprocess", "screw_model", "screw_postprocess", "screw"])
+    finally:
+        if env_backup is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = env_backup
+    try:
+        _wait_ready(ports[0], ["screw"], proc)
+        local = Detector(bundle)
+        images = [generate("screw", i, seed=7, imgsz=SIZE)[0] for i in range(3)]
+        images.append(np.ascontiguousarray(images[0][9:170, 1:250]))
+        expected = [local(img) for img in images]
+        url = "http://127.0.0.1:{}".format(ports[0])
+        with TritonDetector(url) as det:
+            assert det.model == "screw"
+            for img, exp in zip(images, expected):
+                got = det(img)
+                assert got.names == exp.names and np.array_equal(got.boxes, exp.boxes)
+                assert np.array_equal(got.scores, exp.scores)
+        results, errors = {}, []
+
+        def client(k):
+            try:
+                with TritonDetector("grpc://127.0.0.1:{}".format(ports[1]), model="screw") as det:
+                    for i in range(12):
+                        results[(k, i)] = det(images[(k + i) % 3])
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and len(results) == 48
+        for (k, i), got in results.items():
+            exp = expected[(k + i) % 3]
+            assert got.names == exp.names and np.allclose(got.boxes, exp.boxes, atol=1e-2)
+        with TritonDetector(url, model="screw_model") as raw:
+            sizes = raw.statistics()["batch_sizes"]
+        assert sum(b * n for b, n in sizes.items()) == 4 + 48  # every image went through the network once
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except Exception:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)

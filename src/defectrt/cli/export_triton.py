@@ -14,8 +14,9 @@ def register(export_sub):
     p.add_argument("--name", help="model name (default: the bundle folder's name without .bundle)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default: the bundle's batch limit)")
     p.add_argument("--instances", type=int, default=1, help="instances of each model (default 1)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt", "openvino"), default="auto",
-                   help="the network's Triton backend (auto: tensorrt where the bundle has an engine)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt", "openvino", "python"), default="auto",
+                   help="the network's Triton backend (auto: tensorrt where the bundle has an engine; python: ONNX "
+                   "Runtime inside Triton's Python backend, for Triton builds without the onnxruntime backend)")
     p.add_argument("--deepstream", action="store_true", help="also write a DeepStream nvinfer config into -o")
     p.add_argument("--force", action="store_true", help="replace a repository this command wrote before")
     p.set_defaults(func=_run_triton)

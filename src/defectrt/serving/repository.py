@@ -6,8 +6,8 @@
         config.pbtxt, 1/
       NAME_preprocess/              Python backend: defectrt's letterbox -> the network input + orig_shape
         config.pbtxt, 1/model.py
-      NAME_model/                   the network: TensorRT plan (bundle with an engine), ONNX Runtime, or OpenVINO
-        config.pbtxt, 1/model.plan | 1/model.onnx
+      NAME_model/                   the network: TensorRT plan (bundle with an engine), ONNX Runtime, OpenVINO,
+        config.pbtxt, 1/model.plan | 1/model.onnx   or ONNX Runtime inside the Python backend (--backend python)
       NAME_postprocess/             Python backend: defectrt's decode + NMS with the bundle's thresholds and names
         config.pbtxt, 1/model.py
 
@@ -25,7 +25,7 @@ from defectrt import __version__
 from defectrt.errors import UserInputError
 from defectrt.serving import protocol
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino", "python")
 MARKER = "defectrt_repository.json"
 STRIDES = (8, 16, 32)
 _ONNX_TYPES = {1: ("TYPE_FP32", "float32"), 10: ("TYPE_FP16", "float16"), 11: ("TYPE_FP64", "float64")}
@@ -113,6 +113,8 @@ def model_configs(name, manifest, io, backend, max_batch, instances, delay_us=10
         head, kind = 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n', "KIND_GPU"
     elif backend == "openvino":
         head, kind = 'backend: "openvino"\ndefault_model_filename: "model.onnx"\n', "KIND_CPU"
+    elif backend == "python":  # ONNX Runtime inside the Python backend: for Triton builds without onnxruntime
+        head, kind = 'backend: "python"\n', "KIND_CPU"
     else:
         head, kind = 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"\n', "KIND_AUTO"
     configs[net] = ('name: "{}"\n'.format(net) + head + _batching(max_batch, delay_us)
@@ -241,6 +243,9 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
                             os.path.join(tmp, name + "_model", "1", "model.plan"))
         else:
             shutil.copyfile(onnx_path, os.path.join(tmp, name + "_model", "1", "model.onnx"))
+        if backend == "python":
+            shutil.copyfile(os.path.join(here, "triton_models", "onnxruntime_model.py"),
+                            os.path.join(tmp, name + "_model", "1", "model.py"))
         info = {"format": "defectrt-triton-repository", "defectrt_version": __version__, "bundle": os.path.abspath(bundle),
                 "model": name, "backend": backend, "max_batch": batch, "instances": int(instances),
                 "models": sorted(configs)}
