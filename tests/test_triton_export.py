@@ -329,3 +329,29 @@ def test_the_whole_ensemble_with_the_python_network_step_serves_detections_equal
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_protocol_round_trip_padding_and_image_checks():
+    from defectrt.errors import UserInputError
+    from defectrt.runtime.postprocess import Detections
+    from defectrt.serving import protocol
+
+    a = Detections([[1, 2, 3, 4], [5, 6, 7, 8]], [0.9, 0.5], [1, 0], ["dent", "scratch"], (10, 20))
+    b = Detections.empty((10, 20))
+    packed = protocol.pack([a, b])
+    assert packed["boxes"].shape == (2, 2, 4) and packed["count"].ravel().tolist() == [2, 0]
+    assert protocol.pack([b])["boxes"].shape == (1, 1, 4)  # never an empty tensor: PyTriton cannot send one
+    for i, d in enumerate((a, b)):
+        got = protocol.unpack({k: v[i] for k, v in packed.items()}, (10, 20))
+        assert got.to_dict() == d.to_dict()
+    bad = dict((k, v[0]) for k, v in packed.items())
+    bad["count"] = np.array([5], np.int32)
+    with pytest.raises(UserInputError, match="says 5 detections"):
+        protocol.unpack(bad)
+    with pytest.raises(UserInputError, match="lacks the outputs"):
+        protocol.unpack({"boxes": packed["boxes"][0]})
+    for img, words in ((np.zeros((0, 4, 3), np.uint8), "empty"), (np.zeros((4, 4, 3), np.float32), "dtype"),
+                       (np.zeros((4, 4), np.uint8), "shape"), (np.zeros((1, protocol.MAX_SIDE + 1, 3), np.uint8),
+                                                             "at most")):
+        with pytest.raises(UserInputError, match=words):
+            protocol.check_image(img)
