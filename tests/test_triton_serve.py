@@ -85,7 +85,8 @@ def test_eight_clients_two_hundred_requests_each_nothing_lost_and_batches_formed
     clients, per_client = 8, 200
     results = {}
     errors = []
-    before = TritonDetector(server.http).statistics()
+    with TritonDetector(server.http) as probe:
+        before = probe.statistics()
 
     def client(k):
         url = server.grpc if k % 2 else server.http
@@ -108,7 +109,8 @@ def test_eight_clients_two_hundred_requests_each_nothing_lost_and_batches_formed
     assert len(results) == clients * per_client
     for (k, i), (which, dets) in results.items():  # each answer is the one for the image that was sent
         _same(dets, expected[which], exact=False)
-    stats = TritonDetector(server.http).statistics()
+    with TritonDetector(server.http) as probe:
+        stats = probe.statistics()
     done = stats["inferences"] - before["inferences"]
     assert done == clients * per_client
     formed = {b: n - before["batch_sizes"].get(b, 0) for b, n in stats["batch_sizes"].items()}
