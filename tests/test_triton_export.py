@@ -1,6 +1,7 @@
 """`defectrt export triton` / `export deepstream`: every config.pbtxt parses into tritonclient's ModelConfig, the
 repository is refused over a folder we did not write, and its models load in PyTriton's real tritonserver
 (the Python-backend steps; that binary has no ONNX Runtime backend, which the test checks and says)."""
+import contextlib
 import json
 import os
 import shutil
@@ -129,6 +130,33 @@ def _wait_ready(port, models, proc, timeout_s=120):
     raise AssertionError("models {} not ready after {} s".format(models, timeout_s))
 
 
+@contextlib.contextmanager
+def _tritonserver(repo, load, log):
+    """PyTriton's tritonserver on `repo` (this checkout's defectrt in its Python backend); always stopped."""
+    from defectrt.serving import tritonserver
+
+    ports = free_ports(3)
+    env_backup = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    try:
+        proc, scratch = tritonserver.launch(str(repo), ports, load=load, log_file=log)
+    finally:
+        if env_backup is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = env_backup
+    try:
+        yield ports, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except Exception:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @pytest.mark.slow
 def test_the_repository_loads_in_the_real_tritonserver_and_its_steps_equal_the_detector(bundle, tmp_path):
     require_pytriton()
@@ -140,18 +168,19 @@ def test_the_repository_loads_in_the_real_tritonserver_and_its_steps_equal_the_d
     from defectrt.serving import protocol, tritonserver
 
     _export(bundle, tmp_path / "repo", name="screw", max_batch=4)
-    ports = free_ports(3)
-    log = str(tmp_path / "tritonserver.log")
-    env_backup = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")  # this checkout
-    try:
-        proc, scratch = tritonserver.launch(str(tmp_path / "repo"), ports, load=["screw_preprocess", "screw_postprocess"],
-                                            log_file=log)
-    finally:
-        if env_backup is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = env_backup
+    with _tritonserver(tmp_path / "repo", ["screw_preprocess", "screw_postprocess"], str(tmp_path / "ts.log")) as (
+            ports, proc):
+        _check_python_steps(bundle, ports, proc)
+
+
+def _check_python_steps(bundle, ports, proc):
+    import tritonclient.http as th
+
+    from defectrt.client import TritonDetector
+    from defectrt.data.synth import generate
+    from defectrt.runtime.detector import Detector
+    from defectrt.serving import protocol
+
     client = None
     try:
         _wait_ready(ports[0], ["screw_preprocess", "screw_postprocess"], proc)
@@ -202,13 +231,6 @@ def test_the_repository_loads_in_the_real_tritonserver_and_its_steps_equal_the_d
     finally:
         if client is not None:
             client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_a_bundle_that_gets_an_engine_gets_the_deepstream_files_beside_it(bundle, tmp_path, monkeypatch):
@@ -275,60 +297,52 @@ def test_the_whole_ensemble_with_the_python_network_step_serves_detections_equal
     from defectrt.serving import tritonserver
 
     _export(bundle, tmp_path / "repo", name="screw", max_batch=4, backend="python")
-    ports = free_ports(3)
-    env_backup = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")
-    try:
-        proc, scratch = tritonserver.launch(str(tmp_path / "repo"), ports, log_file=str(tmp_path / "ts.log"),
-                                            load=["screw_preprocess", "screw_model", "screw_postprocess", "screw"])
-    finally:
-        if env_backup is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = env_backup
-    try:
-        _wait_ready(ports[0], ["screw"], proc)
-        local = Detector(bundle)
-        images = [generate("screw", i, seed=7, imgsz=SIZE)[0] for i in range(3)]
-        images.append(np.ascontiguousarray(images[0][9:170, 1:250]))
-        expected = [local(img) for img in images]
-        url = "http://127.0.0.1:{}".format(ports[0])
-        with TritonDetector(url) as det:
-            assert det.model == "screw"
-            for img, exp in zip(images, expected):
-                got = det(img)
-                assert got.names == exp.names and np.array_equal(got.boxes, exp.boxes)
-                assert np.array_equal(got.scores, exp.scores)
-        results, errors = {}, []
+    models = ["screw_preprocess", "screw_model", "screw_postprocess", "screw"]
+    with _tritonserver(tmp_path / "repo", models, str(tmp_path / "ts.log")) as (ports, proc):
+        _check_whole_ensemble(bundle, ports, proc)
 
-        def client(k):
-            try:
-                with TritonDetector("grpc://127.0.0.1:{}".format(ports[1]), model="screw") as det:
-                    for i in range(12):
-                        results[(k, i)] = det(images[(k + i) % 3])
-            except Exception as exc:
-                errors.append(repr(exc))
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert errors == [] and len(results) == 48
-        for (k, i), got in results.items():
-            exp = expected[(k + i) % 3]
-            assert got.names == exp.names and np.allclose(got.boxes, exp.boxes, atol=1e-2)
-        with TritonDetector(url, model="screw_model") as raw:
-            sizes = raw.statistics()["batch_sizes"]
-        assert sum(b * n for b, n in sizes.items()) == 4 + 48  # every image went through the network once
-    finally:
-        proc.send_signal(signal.SIGTERM)
+def _check_whole_ensemble(bundle, ports, proc):
+    import threading
+
+    from defectrt.client import TritonDetector
+    from defectrt.data.synth import generate
+    from defectrt.runtime.detector import Detector
+
+    _wait_ready(ports[0], ["screw"], proc)
+    local = Detector(bundle)
+    images = [generate("screw", i, seed=7, imgsz=SIZE)[0] for i in range(3)]
+    images.append(np.ascontiguousarray(images[0][9:170, 1:250]))
+    expected = [local(img) for img in images]
+    url = "http://127.0.0.1:{}".format(ports[0])
+    with TritonDetector(url) as det:
+        assert det.model == "screw"
+        for img, exp in zip(images, expected):
+            got = det(img)
+            assert got.names == exp.names and np.array_equal(got.boxes, exp.boxes)
+            assert np.array_equal(got.scores, exp.scores)
+    results, errors = {}, []
+
+    def client(k):
         try:
-            proc.wait(30)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        shutil.rmtree(scratch, ignore_errors=True)
+            with TritonDetector("grpc://127.0.0.1:{}".format(ports[1]), model="screw") as det:
+                for i in range(12):
+                    results[(k, i)] = det(images[(k + i) % 3])
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(results) == 48
+    for (k, i), got in results.items():
+        exp = expected[(k + i) % 3]
+        assert got.names == exp.names and np.allclose(got.boxes, exp.boxes, atol=1e-2)
+    with TritonDetector(url, model="screw_model") as raw:
+        sizes = raw.statistics()["batch_sizes"]
+    assert sum(b * n for b, n in sizes.items()) == 4 + 48  # every image went through the network once
 
 
 def test_protocol_round_trip_padding_and_image_checks():
