@@ -15,8 +15,6 @@ from defectrt.errors import DefectrtError
 
 # Module names under defectrt.cli, in the order of the flow: models -> export -> runtime -> bench.
 _COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
-# Triton serving (issue 20).
-_COMMAND_MODULES += ("serve_cmd",)
 
 
 def imgsz_arg(values):
@@ -63,3 +61,7 @@ def main(argv=None):
         print("defectrt {}: interrupted".format(args.command), file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+# Triton serving (issue 20): `defectrt serve`.
+_COMMAND_MODULES += ("serve_cmd",)

@@ -206,16 +206,11 @@ def run(args):
     imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
-    if args.triton:  # issue 20: the same results from a model served by Triton
-        from defectrt.client import TritonDetector
-
-        det = TritonDetector(args.triton, model=args.model)
-    elif not args.model:
-        raise UserInputError("give the model with -m / --model (or a Triton server with --triton URL)")
-    else:
-        det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                       classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
-                       device=args.device)
+    if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
+        Detector = _triton_detector(args)  # noqa: N806
+    det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                   classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
+                   device=args.device)
     done = 0
     with contextlib.ExitStack() as stack:
         results = video = None
@@ -256,6 +251,26 @@ def run(args):
         print("defectrt detect: {} {} -> {}".format(done, "frames" if kind in ("video", "camera") else "images",
                                                    os.path.abspath(args.save_dir)), file=sys.stderr)
     return 0
+
+
+def _triton_detector(args):
+    """--triton URL: -> a factory with Detector's signature that returns a TritonDetector (issue 20)."""
+    from defectrt.errors import UserInputError
+
+    if not args.triton:
+        raise UserInputError("give the model with -m / --model (or a Triton server with --triton URL)")
+    local = [flag for flag, value in (("--conf", args.conf), ("--iou", args.iou), ("--max-det", args.max_det),
+                                      ("--classes", args.classes), ("--imgsz", args.imgsz)) if value is not None]
+    if local:
+        raise UserInputError("{} cannot be applied with --triton: the served model uses the bundle's settings "
+                             "(re-export or restart the server with the ones you want)".format(", ".join(local)))
+
+    def make(model, **ignored):
+        from defectrt.client import TritonDetector
+
+        return TritonDetector(args.triton, model=model)
+
+    return make
 
 
 def _save_media(args, frames, stack, video, img, dets, source):

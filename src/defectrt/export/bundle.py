@@ -247,19 +247,19 @@ def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
 
     b = manifest["batch"]
     batch = (1, max(1, b["max"] // 2), b["max"]) if b["dynamic"] else (b["size"],) * 3
-    record = build_engine(
+    return build_engine(
         os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
         batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace, timing_cache=timing_cache,
         dla_core=dla_core, plugins=plugins, force=True,
     )
-    from defectrt.export.deepstream import write_beside  # issue 20: a DeepStream nvinfer config beside each engine
-
-    write_beside(folder, dict(manifest, engine=record))
-    return record
 
 
 def write_manifest(folder, manifest):
     """Hash every file of the bundle (but the manifest) and write the manifest atomically."""
+    if manifest.get("engine"):  # issue 20: a DeepStream nvinfer config beside each engine, hashed with the rest
+        from defectrt.export.deepstream import write_beside
+
+        write_beside(folder, manifest)
     files = {}
     for root, _, names in os.walk(folder):
         for name in sorted(names):
