@@ -61,7 +61,11 @@ def run_triton(args):
         raise UserInputError("bench --triton measures the served model; drop the MODEL arguments")
     _outputs(args)
     imgsz = parse_imgsz(args.imgsz) or (480, 640)
-    result = concurrency.bench_triton(args.triton, clients=parse_batches(args.clients), requests=args.requests,
+    try:
+        clients = parse_batches(args.clients)
+    except UserInputError:
+        raise UserInputError("--clients {!r}: expected comma-separated integers >= 1 such as 1,4,8".format(args.clients))
+    result = concurrency.bench_triton(args.triton, clients=clients, requests=args.requests,
                                       model=args.model_name, images=synthetic_images(4, imgsz),
                                       log=lambda m: print(m, file=sys.stderr))
     md = concurrency.to_markdown(result)
