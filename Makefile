@@ -40,8 +40,6 @@ lint-py38: install-test
 native: install-test
 	bash native/ci.sh $(PY)
 
-test: install-test lint-py38 native
-	$(VENV)/bin/pytest -q -ra
 
 # --- native TensorRT compile/link matrix (issues 16 / 17): the TensorRT backend, the GPU letterbox and the
 # DrtGridSample plugins against the real headers of every TensorRT in ../shared, with a stub libnvinfer and nvcc
@@ -49,4 +47,21 @@ test: install-test lint-py38 native
 .PHONY: trt-matrix
 trt-matrix:
 	python3 native/trt_matrix/run_matrix.py --jobs 2
-test: trt-matrix
+
+# Triton serving (issue 20). nvidia-pytriton goes in with --no-deps: every release of it pins numpy<2, which
+# this environment cannot take; its stub gets numpy<2 from its own small environment (defectrt.serving.stub_env).
+.PHONY: install-triton lint-py38-triton
+install-triton: install-test
+	$(PIP) install -q -e '.[triton]'
+	$(PIP) install -q --no-deps 'nvidia-pytriton==0.7.0'
+	@# The Python-backend stub links libpython3.X.so: install the system's copy only where the interpreter has none.
+	@$(PY) -c "import ctypes.util as u, sys; sys.exit(0 if u.find_library('python%d.%d' % sys.version_info[:2]) else 1)" \
+		|| (apt-get update -q && apt-get install -y -q libpython$$($(PY) -c "import sys; print('%d.%d' % sys.version_info[:2])"))
+	$(PY) -m defectrt.serving.stub_env
+
+lint-py38-triton: install-test
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/client.py src/defectrt/serving/protocol.py
+
+# The README's test command (CI runs exactly this): every install, the native builds and checks, then pytest.
+test: install-test lint-py38 install-triton lint-py38-triton native trt-matrix
+	$(VENV)/bin/pytest -q -ra

@@ -63,3 +63,7 @@ def main(argv=None):
         print("defectrt {}: interrupted".format(args.command), file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+# Triton serving (issue 20): `defectrt serve`.
+_COMMAND_MODULES += ("serve_cmd",)

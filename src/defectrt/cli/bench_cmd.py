@@ -28,7 +28,7 @@ def register(sub):
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL",
+    p.add_argument("models", nargs="*", metavar="MODEL",
                    help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
     add_backend_args(p, inflight=True)
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
@@ -47,7 +47,32 @@ def register(sub):
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--md", metavar="PATH", help="write the Markdown report here")
     p.add_argument("--force", action="store_true", help="replace existing output files")
+    # Triton (issue 20): latency percentiles and throughput of a served model under concurrent clients.
+    p.add_argument("--triton", metavar="URL", help="measure a Triton-served model instead (http:// or grpc://)")
+    p.add_argument("--model-name", help="with --triton: the served model (default: the only one)")
+    p.add_argument("--clients", default="1,4,8", help="with --triton: concurrent clients per round (default 1,4,8)")
+    p.add_argument("--requests", type=int, default=200, help="with --triton: requests per client (default 200)")
     p.set_defaults(func=run)
+
+
+def run_triton(args):
+    from defectrt.bench import concurrency, report as rep
+    from defectrt.bench.runner import synthetic_images
+
+    if args.models:
+        raise UserInputError("bench --triton measures the served model; drop the MODEL arguments")
+    _outputs(args)
+    imgsz = parse_imgsz(args.imgsz) or (480, 640)
+    try:
+        clients = parse_batches(args.clients)
+    except UserInputError:
+        raise UserInputError("--clients {!r}: expected comma-separated integers >= 1 such as 1,4,8".format(args.clients))
+    result = concurrency.bench_triton(args.triton, clients=clients, requests=args.requests,
+                                      model=args.model_name, images=synthetic_images(4, imgsz),
+                                      log=lambda m: print(m, file=sys.stderr))
+    md = concurrency.to_markdown(result)
+    _emit(args, result, md, summary=md)
+    return 0 if all(r["errors"] == 0 for r in result["rounds"]) else 1
 
 
 def parse_batches(text):
@@ -110,6 +135,10 @@ def run_merge(args, files):
 
 
 def run(args):
+    if getattr(args, "triton", None):
+        return run_triton(args)
+    if not args.models:
+        raise UserInputError("give a model to measure (or --triton URL, or `bench merge` with reports)")
     if args.models[0] == "merge":
         return run_merge(args, args.models[1:])
     import os

@@ -25,7 +25,9 @@ def register(subparsers):
         description="Run a detector (bundle, .onnx, .engine or demo:NAME) and write JSON-lines results and "
         "annotated images / video.")
     p.add_argument("source", help="image file, folder of images, video file (or URL), or camera index (0, 1, ...)")
-    p.add_argument("-m", "--model", required=True, help="bundle folder, .onnx, .engine / .plan, or demo:screw / demo:pcb")
+    p.add_argument("-m", "--model", help="bundle folder, .onnx, .engine / .plan, or demo:screw / demo:pcb "
+                   "(with --triton: the served model's name, default the only one)")
+    p.add_argument("--triton", metavar="URL", help="run on a Triton server instead: http://HOST:8000 or grpc://HOST:8001")
     p.add_argument("--save-dir", help="write annotated images / video and results.jsonl here")
     p.add_argument("--json", action="store_true", help="print one JSON line per image / frame on stdout")
     p.add_argument("--conf", type=float, help="confidence threshold (default: the bundle's, else 0.25)")
@@ -237,6 +239,8 @@ def run(args):
     imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
+    if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
+        Detector = _triton_detector(args)  # noqa: N806
     det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
                    classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
                    device=args.device, openvino=openvino_options(args))
@@ -278,6 +282,26 @@ def run(args):
         print("defectrt detect: {} {} -> {}".format(done, "frames" if kind in ("video", "camera") else "images",
                                                    os.path.abspath(args.save_dir)), file=sys.stderr)
     return 0
+
+
+def _triton_detector(args):
+    """--triton URL: -> a factory with Detector's signature that returns a TritonDetector (issue 20)."""
+    from defectrt.errors import UserInputError
+
+    if not args.triton:
+        raise UserInputError("give the model with -m / --model (or a Triton server with --triton URL)")
+    local = [flag for flag, value in (("--conf", args.conf), ("--iou", args.iou), ("--max-det", args.max_det),
+                                      ("--classes", args.classes), ("--imgsz", args.imgsz)) if value is not None]
+    if local:
+        raise UserInputError("{} cannot be applied with --triton: the served model uses the bundle's settings "
+                             "(re-export or restart the server with the ones you want)".format(", ".join(local)))
+
+    def make(model, **ignored):
+        from defectrt.client import TritonDetector
+
+        return TritonDetector(args.triton, model=model)
+
+    return make
 
 
 def _save_media(args, frames, stack, video, img, dets, source):

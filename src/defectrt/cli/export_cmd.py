@@ -105,3 +105,9 @@ def register(subparsers):
         if name not in ("onnx", "check", "build"):
             fn(export_sub)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+# Triton model repository and DeepStream config (issue 20).
+from defectrt.cli import export_triton as _export_triton  # noqa: E402
+
+SUBCOMMANDS["triton"] = _export_triton.register
+SUBCOMMANDS["deepstream"] = _export_triton.register_deepstream

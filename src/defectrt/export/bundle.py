@@ -357,6 +357,10 @@ def write_manifest(folder, manifest):
     """
     from defectrt.runtime.bundle import check_relpath
 
+    if manifest.get("engine"):  # issue 20: a DeepStream nvinfer config beside each engine, hashed with the rest
+        from defectrt.export.deepstream import write_beside
+
+        write_beside(folder, manifest)
     files = {}
     where = os.path.join(folder, MANIFEST)
     for root, dirs, names in os.walk(folder):
