@@ -92,6 +92,11 @@ def test_the_repository_never_replaces_a_folder_we_did_not_write(bundle, tmp_pat
     _export(bundle, tmp_path / "repo", force=True, max_batch=2)  # ours: replaced
     with open(str(tmp_path / "repo" / "defectrt_repository.json")) as f:
         assert json.load(f)["max_batch"] == 2
+    # A file the user added inside our repository is theirs: --force refuses and it survives.
+    (tmp_path / "repo" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="notes.txt"):
+        _export(bundle, tmp_path / "repo", force=True)
+    assert (tmp_path / "repo" / "notes.txt").read_text() == "mine"
 
 
 def test_tensorrt_needs_an_engine_and_a_fitting_batch(bundle, tmp_path):

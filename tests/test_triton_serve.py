@@ -75,6 +75,28 @@ def test_detections_equal_the_in_process_detector_on_both_demo_bundles(bundles, 
                 srv.stop()
 
 
+def test_stream_with_requests_in_flight_keeps_input_order(bundles, server):
+    """`TritonDetector.stream(frames, inflight=3)` (what `detect --triton --inflight 3` uses): results in input
+    order, equal to the in-process Detector's, never more than `inflight` frames taken ahead of the consumer."""
+    from defectrt.client import TritonDetector
+    from defectrt.runtime.detector import Detector
+
+    images = _images("screw", 9, seed=11)
+    expected = [Detector(bundles["screw"])(img) for img in images]
+    taken = []
+
+    def frames():
+        for i, img in enumerate(images):
+            taken.append(i)
+            yield img
+
+    with TritonDetector(server.http) as remote:
+        for i, got in enumerate(remote.stream(frames(), inflight=3)):
+            assert len(taken) <= i + 3  # bounded: at most inflight frames ahead
+            _same(got, expected[i])
+        assert i == len(images) - 1
+
+
 def test_eight_clients_two_hundred_requests_each_nothing_lost_and_batches_formed(bundles, server):
     from defectrt.client import TritonDetector
     from defectrt.runtime.detector import Detector

@@ -182,10 +182,51 @@ class TritonDetector(object):
 
     predict = __call__
 
-    def stream(self, frames):
-        """Detections for an iterable of frames, in order (one request per frame)."""
-        for frame in frames:
-            yield self(frame)
+    def stream(self, frames, inflight=1):
+        """Detections for an iterable of frames, in input order, one request per frame.
+
+        inflight > 1 keeps that many requests in flight (one client per worker thread, since a tritonclient is
+        not thread-safe), so the server's dynamic batcher can group them; at most `inflight` frames are held.
+        """
+        inflight = int(inflight or 1)
+        if inflight < 1:
+            raise UserInputError("inflight={}: must be at least 1".format(inflight))
+        if inflight == 1:
+            for frame in frames:
+                yield self(frame)
+            return
+        import collections
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        local = threading.local()
+        clients = []
+
+        def run(frame):
+            det = getattr(local, "det", None)
+            if det is None:
+                det = local.det = TritonDetector(self.url, self.model, self.timeout_s, self.retries, self.retry_wait_s)
+                clients.append(det)
+            return det(frame)
+
+        pending = collections.deque()
+        source = iter(frames)
+        more = True
+        try:
+            with ThreadPoolExecutor(max_workers=inflight) as pool:
+                while True:
+                    while more and len(pending) < inflight:  # take a frame only when a slot is free
+                        frame = next(source, None)
+                        if frame is None:
+                            more = False
+                        else:
+                            pending.append(pool.submit(run, frame))
+                    if not pending:
+                        return
+                    yield pending.popleft().result()
+        finally:
+            for det in clients:
+                det.close()
 
     def statistics(self):
         """Triton's inference statistics of the model: {"batch_sizes": {size: count}, "requests": n, ...}."""

@@ -229,7 +229,7 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
     check_configs(configs)
     _check_owned(output, force)
     here = os.path.dirname(os.path.abspath(__file__))
-    with atomic_dir(output, force=force) as tmp:
+    with atomic_dir(output, force=force, ours=our_repository) as tmp:
         for model, text in configs.items():
             os.makedirs(os.path.join(tmp, model, "1"))
             with open(os.path.join(tmp, model, "config.pbtxt"), "w") as f:
@@ -254,6 +254,22 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
             f.write("\n")
     info["path"] = os.fspath(output)
     return info
+
+
+def our_repository(folder):
+    """For atomic_dir: None when `folder` is empty or a repository this command wrote holding nothing else, else
+    the reason --force may not replace it (files a user added to it are never lost)."""
+    from defectrt.fileio import describe_foreign, foreign_entries, is_temporary
+
+    if not os.listdir(folder):
+        return None
+    try:
+        with open(os.path.join(folder, MARKER)) as f:
+            models = set(json.load(f).get("models") or [])
+    except (OSError, ValueError, AttributeError):
+        return "it is not a repository written by defectrt export triton (no valid {})".format(MARKER)
+    return describe_foreign(foreign_entries(folder, lambda rel: rel == MARKER or is_temporary(rel) or
+                                            rel.split("/", 1)[0] in models), "the repository")
 
 
 def _check_owned(output, force):
