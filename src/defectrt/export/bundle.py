@@ -112,22 +112,14 @@ def _calibration_folder(calib):
     raise UserInputError("--calib {}: no images (.jpg/.png/.bmp) found there or in its images/train".format(calib))
 
 
-def _validate(onnx_path, data, imgsz, conf, iou):
-    from defectrt.data.dataset import load_dataset
-    from defectrt.data.val import evaluate
-    from defectrt.runtime.detector import Detector
-
-    det = Detector(onnx_path, backend="onnxruntime", conf=conf, iou=iou)
-    metrics = evaluate(det, load_dataset(data, split="val"))
-    return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
-
-
 def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", calib_method="max",
                  target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
-                 plugins=(), engine="auto", force=False):
-    """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
+                 plugins=(), engine="auto", force=False, gate=None, qat_epochs=0):
+    """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always".
+    gate: accuracy_gate.GateOptions applied with `val`; qat_epochs: INT8 by quantization-aware fine-tuning
+    on `calib` (a labelled dataset) first (defectrt.export.int8_build)."""
     import onnx
 
     from defectrt.export.check import model_opset
@@ -163,11 +155,15 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
 
             convert_fp16(fp32_path, final, force=True)
         else:
-            from defectrt.export.precision import quantize_int8
+            from defectrt.export.int8_build import int8_step
 
             flavour = int8_flavour
-            quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
-                          target_trt=target_trt, calibration_method=calib_method, force=True)
+            int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=calib_count, flavour=int8_flavour,
+                             target_trt=target_trt, calib_method=calib_method, qat_epochs=qat_epochs,
+                             model_ref=model, qat_data=calib, imgsz=imgsz, log=log.info,
+                             export=lambda module, path: _export_fp32(
+                                 module, path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
+                                 for_cpu=int8_flavour == "cpu"))
         final_model = onnx.load(final, load_external_data=False)
         final_meta = _onnx_metadata(final_model)
         if precision != "fp32":
@@ -210,12 +206,22 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             "engine": None,
             "val": None,
         }
-        if val:
-            # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
-            manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
-                               "fp32": _validate(fp32_path, val, imgsz, VAL_CONF, VAL_IOU)}
-            if precision != "fp32":
-                manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
+        if val:  # the accuracy gate: FP32 against the final precision; raises (nothing written) when it fails
+            from defectrt.export import accuracy_gate
+
+            gate = gate or accuracy_gate.GateOptions()
+            fallback = int8.fallback(final, imgsz, gate.sensitivity_images) if precision == "int8" else None
+            manifest["val"], manifest["accuracy_gate"] = accuracy_gate.gate(
+                fp32_path, final, precision, os.path.abspath(val), conf, gate, fallback=fallback)
+            if manifest["accuracy_gate"]["fallback"] and manifest["accuracy_gate"]["fallback"]["kept"]:
+                manifest["int8_unquantized"] = "{}, fallback ({} layers)".format(
+                    manifest["int8_unquantized"], len(manifest["accuracy_gate"]["fallback"]["kept"]))
+                golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1,
+                                    samples)
+                manifest["golden"].update(golden)
+        if flavour:
+            manifest["int8_calibration_sample"] = json.loads(final_meta.get("int8_calibration_sample") or "null")
+            manifest["int8_qat"] = int8.qat
         if trt is not None and engine != "never":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         write_manifest(tmp, manifest)

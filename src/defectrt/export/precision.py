@@ -186,6 +186,12 @@ def _set_metadata(model, source, **values):
         entry.key, entry.value = key, meta[key]
 
 
+def _json_dumps(value):
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
 def _save(model, onnx_out, force):
     onnx = _onnx()
     with atomic_path(onnx_out, force) as tmp:
@@ -548,7 +554,8 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
     _set_metadata(model, source, precision="int8", int8_flavour=flavour, int8_high_precision=high,
                   int8_calibration="{} images, {} ({})".format(len(reader.files), calibration_method,
                                                                 os.path.basename(os.path.abspath(calib_dir))),
-                  int8_unquantized=", ".join("{} ({} nodes)".format(what, len(names)) for what, names in kept if names))
+                  int8_unquantized=", ".join("{} ({} nodes)".format(what, len(names)) for what, names in kept if names),
+                  int8_calibration_sample=_json_dumps(reader.sample_record()))
     _guard(model, "INT8 quantization")
     _save(model, onnx_out, force)
     return onnx_out
