@@ -54,11 +54,14 @@ def _maps(graph):
 
 
 def quantized_layers(model):
-    """Names of the nodes (not Q/DQ) that read a DequantizeLinear(QuantizeLinear(activation)) output."""
+    """Names of the weighted layers (Conv, Gemm, MatMul) that read a DequantizeLinear(QuantizeLinear(x))
+    output: the layers whose integer arithmetic carries the cost and the error."""
+    from defectrt.export.precision import WEIGHTED_OPS
+
     producers, _ = _maps(model.graph)
     out = []
     for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type not in WEIGHTED_OPS:
             continue
         for name in node.input:
             dq = producers.get(name)
@@ -73,16 +76,29 @@ def quantized_layers(model):
 def float_layer(model, layer, source):
     """A copy of the INT8 `model` in which node `layer` reads float inputs and (when `source`, the FP32
     model, has a node of that name) its FP32 weights."""
+    return float_layers(model, [layer], source)
+
+
+def float_layers(model, layers, source):
+    """float_layer for every name in `layers` (names the model does not have are skipped)."""
     onnx = _onnx()
-    from onnx import numpy_helper
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    producers, inits = _maps(m.graph)
     src_nodes = {n.name: n for n in source.graph.node}
     _, src_inits = _maps(source.graph)
-    node = next(n for n in m.graph.node if n.name == layer)
-    src = src_nodes.get(layer)
+    wanted = set(layers)
+    for node in m.graph.node:
+        if node.name in wanted:
+            _float_inputs(m, node, src_nodes.get(node.name), src_inits)
+    return m
+
+
+def _float_inputs(m, node, src, src_inits):
+    from onnx import numpy_helper
+
+    producers, inits = _maps(m.graph)
+    layer = node.name
     for k, name in enumerate(node.input):
         dq = producers.get(name)
         if dq is None or dq.op_type != "DequantizeLinear":
@@ -98,7 +114,6 @@ def float_layer(model, layer, source):
             new = "{}_float_w{}".format(layer, k)
             m.graph.initializer.append(numpy_helper.from_array(w, new))
             node.input[k] = new
-    return m
 
 
 def _session(model_or_path):
@@ -219,7 +234,7 @@ class Fallback(object):
             for step in range(self.max_steps):
                 kept = [n for n, _ in ranking[:k]]
                 path = os.path.join(work, "fallback{}.onnx".format(step))
-                self.requantize(kept, path)
+                self._requantize(kept, path)
                 m = measure(path)
                 v = compare(ref, m, options)
                 record["steps"].append({"kept": len(kept), "map50_95_loss": v["map50_95_loss"], "passed": v["passed"]})
@@ -239,6 +254,19 @@ class Fallback(object):
                 best = (got, verdict, None)
         record["seconds"] = round(time.perf_counter() - t0, 1)
         return best[0], best[1], record
+
+    def _requantize(self, kept, path):
+        """Quantize without the kept layers, then make sure they read float inputs: ONNX Runtime's QDQ
+        quantizes a tensor once for all its readers (e.g. a SiLU output), so leaving a Conv out of
+        quantization alone can leave a DequantizeLinear in front of it."""
+        onnx = _onnx()
+        from defectrt.export.precision import _drop_dead_qdq, _guard
+
+        self.requantize(kept, path)
+        model = float_layers(onnx.load(path), kept, onnx.load(self.fp32_path))
+        _drop_dead_qdq(model.graph)
+        _guard(model, "INT8 fallback")
+        onnx.save(model, path)
 
     def _cost(self, kept, path):
         macs = conv_macs(self.fp32_path)
