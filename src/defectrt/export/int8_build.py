@@ -48,13 +48,11 @@ def int8_step(fp32_path, final_path, calib_dir, work, calib_count=300, flavour="
     """
     source, qat = fp32_path, None
     if qat_epochs:
-        from defectrt.train.qat import qat_finetune
+        from defectrt.train.qat import qat_finetune, quantized_conv_digests
 
-        import onnx
-
-        convs = {n.name for n in onnx.load(fp32_path, load_external_data=False).graph.node if n.op_type == "Conv"}
-        module, qat = qat_finetune(model_ref, qat_data, epochs=qat_epochs, imgsz=imgsz, flavour=flavour,
-                                   excluded_onnx_nodes=qat_excluded_nodes(fp32_path), onnx_convs=convs, log=log)
+        digests = quantized_conv_digests(fp32_path, qat_excluded_nodes(fp32_path))
+        module, qat = qat_finetune(model_ref, qat_data, epochs=qat_epochs, imgsz=imgsz, quantize_digests=digests,
+                                   flavour=flavour, log=log)
         source = os.path.join(work, "model_qat_fp32.onnx")
         export(module, source)
     step = Int8Step(source, calib_dir, calib_count, flavour, target_trt, calib_method, qat=qat)

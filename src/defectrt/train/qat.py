@@ -3,8 +3,8 @@
 From the FP32 weights (BatchNorm folded into the convolutions first, as in the exported graph), every
 convolution that post-training quantization quantizes gets fake quantization of its input and weights;
 the stem, the DySample island feeders and the decode tail stay float, exactly as in the Q/DQ graph
-(`excluded_onnx_nodes`: ONNX node names from defectrt.export.precision, mapped to modules by the
-exporter's naming, "/model.3/conv/Conv" <- "model.3.conv"). The flavour decides the arithmetic:
+(ONNX Convs are matched to modules by their weights, `weight_digest`: torch's ONNX scope names do not
+map back to module paths reliably, e.g. "/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv"). The flavour decides the arithmetic:
 - trt: symmetric int8 activations (zero point 0, scale amax / 127), as ModelOpt's TensorRT Q/DQ;
 - cpu: asymmetric uint8 activations (scale (max - min) / 255, a zero point), as ONNX Runtime's QDQ;
 weights per output channel, symmetric int8 (amax / 127, from the current weights at every step).
@@ -70,28 +70,38 @@ class FakeQuantConv2d(nn.Module):
         return F.conv2d(self._act(x), self._weight(), c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
-def onnx_conv_name(module_name):
-    """The name torch.onnx gives the Conv of module `model.3.conv`: "/model.3/conv/Conv"."""
-    return "/" + module_name.replace(".", "/") + "/Conv"
+def weight_digest(weight):
+    """Identity of a convolution across torch and ONNX: the sha1 of its float32 weights (the export
+    writes the fused weights unchanged; names differ between the two)."""
+    import hashlib
+
+    import numpy as np
+
+    if isinstance(weight, torch.Tensor):
+        weight = weight.detach().cpu().numpy()
+    return hashlib.sha1(np.ascontiguousarray(weight, dtype=np.float32).tobytes()).hexdigest()
 
 
-def insert_fake_quant(net, flavour, excluded_onnx_nodes=(), onnx_convs=None):
-    """Wrap every nn.Conv2d whose exported Conv is quantized by PTQ; returns the wrapped module names.
+def quantized_conv_digests(fp32_onnx, excluded_nodes):
+    """weight_digest of every Conv of the FP32 ONNX file that PTQ quantizes (not in `excluded_nodes`)."""
+    import onnx
+    from onnx import numpy_helper
 
-    onnx_convs: the Conv node names of the FP32 export (when given, a conv whose name is not among
-    them, e.g. one merged away by the simplifier, is left float rather than guessed)."""
-    excluded = set(excluded_onnx_nodes)
+    m = onnx.load(fp32_onnx)
+    inits = {t.name: t for t in m.graph.initializer}
+    return {weight_digest(numpy_helper.to_array(inits[n.input[1]])) for n in m.graph.node
+            if n.op_type == "Conv" and n.name not in excluded_nodes and len(n.input) > 1 and n.input[1] in inits}
+
+
+def insert_fake_quant(net, flavour, quantize_digests):
+    """Wrap every nn.Conv2d whose weights (weight_digest) are among `quantize_digests` - the Convs that
+    PTQ quantizes in the exported graph; returns the wrapped module names."""
     wrapped = []
     for name, module in list(net.named_modules()):
         for child_name, child in list(module.named_children()):
-            full = "{}.{}".format(name, child_name) if name else child_name
-            if not isinstance(child, nn.Conv2d):
-                continue
-            onnx_name = onnx_conv_name(full)
-            if onnx_name in excluded or (onnx_convs is not None and onnx_name not in onnx_convs):
-                continue
-            setattr(module, child_name, FakeQuantConv2d(child, flavour))
-            wrapped.append(full)
+            if isinstance(child, nn.Conv2d) and weight_digest(child.weight) in quantize_digests:
+                setattr(module, child_name, FakeQuantConv2d(child, flavour))
+                wrapped.append("{}.{}".format(name, child_name) if name else child_name)
     return wrapped
 
 
@@ -111,10 +121,11 @@ def _resolve(model_ref):
     return resolve_model_ref(model_ref)
 
 
-def qat_finetune(model_ref, data, epochs, imgsz, flavour="trt", excluded_onnx_nodes=(), onnx_convs=None, lr=1e-4,
-                 batch=8, calib_batches=4, seed=0, log=None):
+def qat_finetune(model_ref, data, epochs, imgsz, quantize_digests, flavour="trt", lr=1e-4, batch=8, calib_batches=4,
+                 seed=0, log=None):
     """Fine-tune `model_ref` (checkpoint, demo:NAME or nn.Module) on `data`'s train split with fake
-    quantization for `epochs` epochs at `imgsz` (h, w). Returns (FP32 nn.Module in eval mode, record)."""
+    quantization of the convolutions in `quantize_digests` (quantized_conv_digests of its FP32 export)
+    for `epochs` epochs at `imgsz` (h, w). Returns (FP32 nn.Module in eval mode, record)."""
     from defectrt.data.dataset import load_dataset
     from defectrt.train.data import TrainDataset, batches, n_batches
     from defectrt.train.losses import DetectionLoss
@@ -136,8 +147,9 @@ def qat_finetune(model_ref, data, epochs, imgsz, flavour="trt", excluded_onnx_no
     if train_set.nc != getattr(net, "nc", train_set.nc):
         raise UserInputError("--qat-epochs: the model has {} classes, {} has {}".format(net.nc, data, train_set.nc))
     if hasattr(net, "fuse"):
-        net.fuse()
-    wrapped = insert_fake_quant(net, flavour, excluded_onnx_nodes, onnx_convs)
+        with torch.no_grad():  # else the folded weights carry the BN arithmetic as a graph (non-leaf tensors)
+            net.fuse()
+    wrapped = insert_fake_quant(net, flavour, quantize_digests)
     if not wrapped:
         raise UserInputError("QAT: no convolution of the model is quantized (nothing to fine-tune)")
     ds = TrainDataset(train_set, tuple(imgsz), augment=None, seed=seed)
