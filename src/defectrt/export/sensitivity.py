@@ -7,7 +7,8 @@ that alone brings the model's output closer to FP32's. Why leave one out rather 
 time: it measures what the fallback will actually do (remove one layer's error from the deployed
 model, with every other layer's error still present, where errors compound), and it needs no
 re-calibration - one graph edit and one ONNX Runtime session per layer - which on a 2-core CPU is
-what makes it affordable (yolo11n at 384x672: ~1 s per layer on 4 images).
+what makes it affordable: all variants live in one graph (`switchable_model`, a bool input per layer),
+so one ONNX Runtime session measures them all at the cost of one FP32 inference per variant and image.
 
 Output distance (on `sensitivity_images` calibration images, never the val split the gate judges on):
 over the anchors that either model scores >= 0.1, the mean of max-over-classes |score difference| plus
@@ -94,8 +95,11 @@ def float_layers(model, layers, source):
     return m
 
 
-def _float_inputs(m, node, src, src_inits):
-    from onnx import numpy_helper
+def _float_inputs(m, node, src, src_inits, switch=None):
+    """Point `node`'s quantized inputs at float tensors: an activation DQ(Q(x)) at x, a weight DQ(w_int8)
+    at the FP32 weights. With `switch` (a bool scalar tensor name), both stay and a Where picks the float
+    one when the switch is on (the one-graph form rank_layers measures every layer with)."""
+    from onnx import helper, numpy_helper
 
     producers, inits = _maps(m.graph)
     layer = node.name
@@ -105,15 +109,70 @@ def _float_inputs(m, node, src, src_inits):
             continue
         q = producers.get(dq.input[0])
         if q is not None and q.op_type == "QuantizeLinear":
-            node.input[k] = q.input[0]
+            float_name = q.input[0]
         elif dq.input[0] in inits and src is not None and k < len(src.input) and src.input[k] in src_inits:
             w = numpy_helper.to_array(src_inits[src.input[k]])
             scale = inits.get(dq.input[1])
             if scale is not None:  # the DQ's output type is its scale's (FP16 in TensorRT 10+ forms)
                 w = w.astype(numpy_helper.to_array(scale).dtype)
-            new = "{}_float_w{}".format(layer, k)
-            m.graph.initializer.append(numpy_helper.from_array(w, new))
-            node.input[k] = new
+            float_name = "{}_float_w{}".format(layer, k)
+            m.graph.initializer.append(numpy_helper.from_array(w, float_name))
+        else:
+            continue
+        if switch is None:
+            node.input[k] = float_name
+        else:
+            picked = "{}_switched_in{}".format(layer, k)
+            m.graph.node.append(helper.make_node("Where", [switch, float_name, name], [picked],
+                                                 name="{}_switch_in{}".format(layer, k)))
+            node.input[k] = picked
+
+
+def switchable_model(model, layers, source):
+    """The INT8 `model` with one extra input "layer_float" (bool, one per layer of `layers`): where an
+    entry is true, that layer reads float inputs and FP32 weights. One ONNX Runtime session then
+    measures every leave-one-out variant (a session per variant costs ~0.7 s to create; a run of this
+    graph, which ONNX Runtime executes as simulated quantization in float, costs one FP32 inference)."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    src_nodes = {n.name: n for n in source.graph.node}
+    _, src_inits = _maps(source.graph)
+    m.graph.input.append(helper.make_tensor_value_info("layer_float", TensorProto.BOOL, [len(layers)]))
+    nodes = {n.name: n for n in m.graph.node}
+    for i, layer in enumerate(layers):
+        idx, flag = "layer_float_idx{}".format(i), "layer_float_{}".format(i)
+        m.graph.initializer.append(helper.make_tensor(idx, TensorProto.INT64, [], [i]))
+        m.graph.node.append(helper.make_node("Gather", ["layer_float", idx], [flag], axis=0,
+                                             name="layer_float_gather{}".format(i)))
+        _float_inputs(m, nodes[layer], src_nodes.get(layer), src_inits, switch=flag)
+    _topological_sort(m.graph)
+    return m
+
+
+def _topological_sort(graph):
+    """Order graph.node so that every node comes after the producers of its inputs (the appended
+    Gather / Where nodes feed nodes that come earlier)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError("switchable graph has a cycle or a missing input: {}".format(rest[0].name))
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def _session(model_or_path):
@@ -157,17 +216,25 @@ def output_distance(ref, out):
 
 def rank_layers(fp32_path, int8_path, blob):
     """[(layer, sensitivity)] most sensitive first, sensitivity = distance(INT8) - distance(INT8 with
-    that layer in float); also returns the full INT8 model's distance."""
+    that layer in float); also returns the full INT8 model's distance (both as simulated quantization)."""
     onnx = _onnx()
     source, model = onnx.load(fp32_path), onnx.load(int8_path)
     ref = _run(_session(fp32_path), blob)
-    base = output_distance(ref, _run(_session(model), blob))
-    ranking = []
     layers = quantized_layers(model)
     t0 = time.perf_counter()
-    for layer in layers:
-        d = output_distance(ref, _run(_session(float_layer(model, layer, source)), blob))
-        ranking.append((layer, base - d))
+    session = _session(switchable_model(model, layers, source))
+    image_input = next(i.name for i in session.get_inputs() if i.name != "layer_float")
+
+    def distance(flags):
+        outs = [session.run(None, {image_input: blob[i:i + 1], "layer_float": flags})[0] for i in range(len(blob))]
+        return output_distance(ref, np.concatenate(outs))
+
+    base = distance(np.zeros(len(layers), bool))
+    ranking = []
+    for i, layer in enumerate(layers):
+        flags = np.zeros(len(layers), bool)
+        flags[i] = True
+        ranking.append((layer, base - distance(flags)))
     log.info("sensitivity: %d quantized layers measured on %d images in %.1f s", len(layers), len(blob),
              time.perf_counter() - t0)
     ranking.sort(key=lambda t: -t[1])
