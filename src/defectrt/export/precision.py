@@ -285,6 +285,16 @@ def decode_tail(model):
     return sorted(tail, key=lambda n: order.get(n, 0))
 
 
+def qdq_pair(producers, tensor):
+    """(DequantizeLinear, QuantizeLinear or None) when `tensor` is a DequantizeLinear output (the Q is
+    None for a DQ of stored data, e.g. weights), else (None, None)."""
+    dq = producers.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None, None
+    q = producers.get(dq.input[0])
+    return dq, q if q is not None and q.op_type == "QuantizeLinear" else None
+
+
 def _detach_islands_from_dq(model):
     """Island nodes that read a DequantizeLinear(QuantizeLinear(T)) output read T instead."""
     graph = model.graph
@@ -294,11 +304,8 @@ def _detach_islands_from_dq(model):
         if not _in_island(node):
             continue
         for k, name in enumerate(node.input):
-            dq = producers.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producers.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
+            q = qdq_pair(producers, name)[1]
+            if q is not None:
                 node.input[k] = q.input[0]
                 changed += 1
     if changed:

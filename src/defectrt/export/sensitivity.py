@@ -57,20 +57,15 @@ def _maps(graph):
 def quantized_layers(model):
     """Names of the weighted layers (Conv, Gemm, MatMul) that read a DequantizeLinear(QuantizeLinear(x))
     output: the layers whose integer arithmetic carries the cost and the error."""
-    from defectrt.export.precision import WEIGHTED_OPS
+    from defectrt.export.precision import WEIGHTED_OPS, qdq_pair
 
     producers, _ = _maps(model.graph)
     out = []
     for node in model.graph.node:
         if node.op_type not in WEIGHTED_OPS:
             continue
-        for name in node.input:
-            dq = producers.get(name)
-            if dq is not None and dq.op_type == "DequantizeLinear":
-                q = producers.get(dq.input[0])
-                if q is not None and q.op_type == "QuantizeLinear":
-                    out.append(node.name)
-                    break
+        if any(qdq_pair(producers, name)[1] is not None for name in node.input):
+            out.append(node.name)
     return out
 
 
@@ -101,14 +96,15 @@ def _float_inputs(m, node, src, src_inits, switch=None):
     one when the switch is on (the one-graph form rank_layers measures every layer with)."""
     from onnx import helper, numpy_helper
 
+    from defectrt.export.precision import qdq_pair
+
     producers, inits = _maps(m.graph)
     layer = node.name
     for k, name in enumerate(node.input):
-        dq = producers.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear":
+        dq, q = qdq_pair(producers, name)
+        if dq is None:
             continue
-        q = producers.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
+        if q is not None:
             float_name = q.input[0]
         elif dq.input[0] in inits and src is not None and k < len(src.input) and src.input[k] in src_inits:
             w = numpy_helper.to_array(src_inits[src.input[k]])
