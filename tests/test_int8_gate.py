@@ -115,15 +115,16 @@ def test_gate_fails_a_lossy_build_and_writes_nothing(tmp_path, screw_data, monke
 
 def test_fallback_finds_the_broken_layer_and_reduces_the_loss(tmp_path, screw_data, monkeypatch):
     _faulty(monkeypatch)
+    # One fallback step (the top layer kept out of INT8) keeps the test short; accept_loss so that the
+    # bundle is written whether or not that one step already meets the 0.5-point limit on 20 val images.
     manifest = _build(str(tmp_path / "fb.bundle"), screw_data, int8_flavour="cpu",
-                      gate=G.GateOptions(sensitivity_images=2))
+                      gate=G.GateOptions(sensitivity_images=2, fallback_steps=1, accept_loss=True))
     gate = manifest["accuracy_gate"]
     fb = gate["fallback"]
-    assert gate["first_try"]["map50_95_loss"] > 0.5 and gate["first_try"]["failures"]
+    assert gate["first_try"]["map50_95_loss"] > 3 and gate["first_try"]["failures"]
     assert fb["ranking"][0]["layer"] == BROKEN  # the sensitivity ranking points at the broken layer
-    assert fb["kept"] and fb["kept"][0] == BROKEN
-    assert gate["measured"]["map50_95_loss"] < gate["first_try"]["map50_95_loss"] - 0.5
-    assert gate["passed"]
+    assert fb["kept"] == [BROKEN] and len(fb["steps"]) == 1
+    assert gate["measured"]["map50_95_loss"] < gate["first_try"]["map50_95_loss"] / 4  # most of the loss is gone
     assert fb["latency_ms_onnxruntime_cpu"]["int8"] > 0 and 0 < fb["kept_conv_macs_share"] < 1
     shipped = onnx.load(os.path.join(str(tmp_path / "fb.bundle"), "model.onnx"))
     producers = {o: n.op_type for n in shipped.graph.node for o in n.output}

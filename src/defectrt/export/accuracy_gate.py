@@ -39,15 +39,18 @@ class GateOptions(object):
     """Limits of the gate. max_loss: mAP50-95 points; max_recall_drop: recall points per class at the
     bundle's confidence threshold; accept_loss: report a failed gate but finish the bundle;
     fallback: on failure, keep the most sensitive INT8 layers in higher precision until it passes;
-    sensitivity_images: calibration images the per-layer sensitivity is measured on."""
+    sensitivity_images: calibration images the per-layer sensitivity is measured on; fallback_steps: how
+    many fallback tries at most (1, 2, 4, ... layers kept; each is a quantization and a val run)."""
 
     def __init__(self, max_loss=DEFAULT_MAX_LOSS, max_recall_drop=DEFAULT_MAX_RECALL_DROP, accept_loss=False,
-                 fallback=True, sensitivity_images=4):
+                 fallback=True, sensitivity_images=4, fallback_steps=7):
         for name, value in (("--max-loss", max_loss), ("--max-recall-drop", max_recall_drop)):
             if value is None or not float(value) >= 0:
                 raise UserInputError("{} {!r}: give a number of points >= 0 (e.g. 0.5)".format(name, value))
-        if int(sensitivity_images) < 1:
-            raise UserInputError("sensitivity_images {!r}: use at least 1".format(sensitivity_images))
+        if int(sensitivity_images) < 1 or int(fallback_steps) < 1:
+            raise UserInputError("sensitivity_images {!r} / fallback_steps {!r}: use at least 1".format(
+                sensitivity_images, fallback_steps))
+        self.fallback_steps = int(fallback_steps)
         self.max_loss = float(max_loss)
         self.max_recall_drop = float(max_recall_drop)
         self.accept_loss = bool(accept_loss)

@@ -210,7 +210,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             from defectrt.export import accuracy_gate
 
             gate = gate or accuracy_gate.GateOptions()
-            fallback = int8.fallback(final, imgsz, gate.sensitivity_images) if precision == "int8" else None
+            fallback = int8.fallback(final, imgsz, gate) if precision == "int8" else None
             manifest["val"], manifest["accuracy_gate"] = accuracy_gate.gate(
                 fp32_path, final, precision, os.path.abspath(val), conf, gate, fallback=fallback)
             if manifest["accuracy_gate"]["fallback"] and manifest["accuracy_gate"]["fallback"]["kept"]:

@@ -28,15 +28,15 @@ class Int8Step(object):
         return precision.quantize_int8(self.source, out_path, self.calib_dir, exclude_nodes=list(exclude_nodes),
                                        force=True, **self.kw)
 
-    def fallback(self, final_path, imgsz, images):
-        """The gate's Fallback for this step's model (sensitivity on `images` calibration images)."""
+    def fallback(self, final_path, imgsz, gate):
+        """The gate's Fallback for this step's model (GateOptions `gate`: how many images, how many steps)."""
         from defectrt.export.calibration import CalibrationReader
         from defectrt.export.sensitivity import Fallback
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a few images on purpose: no "fewer than 100" warning
-            blob = CalibrationReader(self.calib_dir, imgsz, calib_count=images, seed=1).all()
-        return Fallback(self.source, final_path, self.requantize, blob)
+            blob = CalibrationReader(self.calib_dir, imgsz, calib_count=gate.sensitivity_images, seed=1).all()
+        return Fallback(self.source, final_path, self.requantize, blob, max_steps=gate.fallback_steps)
 
 
 def int8_step(fp32_path, final_path, calib_dir, work, calib_count=300, flavour="trt", target_trt=None,
