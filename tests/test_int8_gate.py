@@ -252,7 +252,8 @@ def test_leave_one_out_on_both_flavours(tmp_path, screw_data, flavour):
     for flags, expected in ((np.ones(len(layers), bool), all_float),
                             (np.eye(len(layers), dtype=bool)[1], _run(_session(float_layers(model, layers[1:2], source)), blob[:1]))):
         got = switched.run(None, {image: blob[:1], "layer_float": flags})[0]
-        np.testing.assert_allclose(got, expected[:1], rtol=1e-3, atol=2e-2)
+        # boxes in pixels (up to 96) and scores; FP16 parts of the trt form round a little differently
+        np.testing.assert_allclose(got, expected[:1], rtol=5e-3, atol=0.1)
 
 
 # ------------------------------------------------------------------------------------------ QAT
