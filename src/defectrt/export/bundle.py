@@ -112,6 +112,16 @@ def _calibration_folder(calib):
     raise UserInputError("--calib {}: no images (.jpg/.png/.bmp) found there or in its images/train".format(calib))
 
 
+def _validate(onnx_path, data, imgsz, conf, iou):
+    from defectrt.data.dataset import load_dataset
+    from defectrt.data.val import evaluate
+    from defectrt.runtime.detector import Detector
+
+    det = Detector(onnx_path, backend="onnxruntime", conf=conf, iou=iou)
+    metrics = evaluate(det, load_dataset(data, split="val"))
+    return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
+
+
 def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, int8_flavour="trt", calib_method="max",
                  target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="2G", timing_cache=None,
