@@ -253,15 +253,17 @@ def test_leave_one_out_on_both_flavours(tmp_path, screw_data, flavour):
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    one = ort.InferenceSession(float_layers(model, layers[1:2], source).SerializeToString(), so,
-                               providers=["CPUExecutionProvider"])
-    switched = _session(switchable_model(model, layers, source))
+
+    def unfused(m):  # no graph optimisation: ONNX Runtime's Cast elimination changes FP16 numerics too
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    switched = unfused(switchable_model(model, layers, source))
     image = next(i.name for i in switched.get_inputs() if i.name != "layer_float")
-    for flags, expected in ((np.ones(len(layers), bool), all_float),
-                            (np.eye(len(layers), dtype=bool)[1], one.run(None, {image: blob[:1]})[0])):
+    for flags, edited in ((np.ones(len(layers), bool), layers), (np.eye(len(layers), dtype=bool)[1], layers[1:2])):
+        expected = unfused(float_layers(model, edited, source)).run(None, {image: blob[:1]})[0]
         got = switched.run(None, {image: blob[:1], "layer_float": flags})[0]
         # boxes in pixels (up to 96) and scores; FP16 parts of the trt form round a little differently
-        np.testing.assert_allclose(got, expected[:1], rtol=5e-3, atol=0.1)
+        np.testing.assert_allclose(got, expected, rtol=5e-3, atol=0.1)
 
 
 # ------------------------------------------------------------------------------------------ QAT
