@@ -48,6 +48,18 @@ def register(export_sub):
     p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
     p.add_argument("--iou", type=float, default=0.45, help="default NMS IoU stored in the manifest")
     p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
+    # accuracy gate and QAT (defectrt.export.accuracy_gate, defectrt.export.sensitivity, defectrt.train.qat)
+    p.add_argument("--max-loss", type=float, default=0.5,
+                   help="with --val: fail the build when mAP50-95 drops more than this many points (default 0.5)")
+    p.add_argument("--max-recall-drop", type=float, default=2.0,
+                   help="with --val: fail when any class's recall at --conf drops more than this many points "
+                   "(default 2.0; a single object never fails)")
+    p.add_argument("--accept-loss", action="store_true", help="with --val: report a failed gate, but write the bundle")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="INT8 with --val: on a failed gate, do not keep the most sensitive layers out of INT8")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="INT8 by quantization-aware fine-tuning for N epochs on --calib (a labelled dataset), "
+                   "then Q/DQ export for --int8-flavour (default 0: post-training quantization only)")
     p.add_argument("--engine", action="store_true", help="add (or with --force rebuild) the engine of an existing bundle")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.set_defaults(func=run)
@@ -71,6 +83,14 @@ def run(args):
         raise UserInputError("-o/--output BUNDLE is required")
     if args.calib_count < 100 and args.precision == "int8":
         logging.getLogger("defectrt").warning("--calib-count %d is below 100: INT8 scales may be poorly estimated", args.calib_count)
+    if args.qat_epochs and args.precision != "int8":
+        raise UserInputError("--qat-epochs needs --precision int8")
+    if args.qat_epochs < 0:
+        raise UserInputError("--qat-epochs {}: give 0 or more".format(args.qat_epochs))
+    from defectrt.export.accuracy_gate import GateOptions
+
+    gate = GateOptions(max_loss=args.max_loss, max_recall_drop=args.max_recall_drop, accept_loss=args.accept_loss,
+                       fallback=not args.no_fallback)
     manifest = bundle.build_bundle(
         args.model, args.output, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
         int8_flavour=args.int8_flavour, calib_method=args.calib_method, target_trt=args.target_trt,
@@ -78,6 +98,7 @@ def run(args):
         dynamic_batch=args.dynamic_batch, max_batch=args.max_batch, workspace=args.workspace,
         timing_cache=args.timing_cache, dla_core=args.dla_core, val=args.val, conf=args.conf, iou=args.iou,
         opset=args.opset, grid_sample=args.grid_sample, plugins=args.plugins, force=args.force,
+        gate=gate, qat_epochs=args.qat_epochs,
     )
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(
         args.output, manifest["precision"], manifest["imgsz"][0], manifest["imgsz"][1], manifest["grid_sample"],
@@ -89,4 +110,10 @@ def run(args):
                 m = manifest["val"][prec]
                 print("  val {}: mAP50 {:.4f}  mAP50-95 {:.4f}  P {:.4f}  R {:.4f}".format(
                     prec, m["map50"], m["map50_95"], m["precision"], m["recall"]))
+    g = manifest.get("accuracy_gate")
+    if g:
+        fb = g.get("fallback") or {}
+        print("  accuracy gate: mAP50-95 -{:.2f} points (max {:g}), {}{}".format(
+            g["measured"]["map50_95_loss"], g["max_loss"], "passed" if g["passed"] else "FAILED, accepted",
+            "; {} layers kept out of INT8: {}".format(len(fb["kept"]), ", ".join(fb["kept"])) if fb.get("kept") else ""))
     return 0

@@ -153,8 +153,10 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                  target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="auto", timing_cache=None,
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
-                 plugins=(), engine="auto", force=False):
-    """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always"."""
+                 plugins=(), engine="auto", force=False, gate=None, qat_epochs=0):
+    """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always".
+    gate: accuracy_gate.GateOptions applied with `val`; qat_epochs: INT8 by quantization-aware fine-tuning
+    on `calib` (a labelled dataset) first (defectrt.export.int8_build)."""
     import onnx
 
     from defectrt.export.check import model_opset
@@ -200,11 +202,15 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
 
             convert_fp16(fp32_path, final, force=True)
         else:
-            from defectrt.export.precision import quantize_int8
+            from defectrt.export.int8_build import int8_step
 
             flavour = int8_flavour
-            quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
-                          target_trt=target_trt, calibration_method=calib_method, force=True)
+            int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=calib_count, flavour=int8_flavour,
+                             target_trt=target_trt, calib_method=calib_method, qat_epochs=qat_epochs,
+                             model_ref=model, qat_data=calib, imgsz=imgsz, log=log.info,
+                             export=lambda module, path: _export_fp32(
+                                 module, path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
+                                 for_cpu=cpu))
         final_model = onnx.load(final, load_external_data=False)
         final_meta = _onnx_metadata(final_model)
         if precision not in ("fp32", "bf16"):
@@ -252,17 +258,30 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         }
         if precision == "bf16":
             manifest["runtime"] = {"openvino": {"inference_precision": "bf16"}}
-        if val:
+        if val and precision == "bf16":
             # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
             manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
                                "fp32": _validate(fp32_path, val, imgsz, VAL_CONF, VAL_IOU)}
-            if precision == "bf16":
-                manifest["val"]["bf16"] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU, backend="openvino",
-                                                    openvino={"precision": "bf16"})
-                manifest["val"]["bf16"]["runtime"] = "OpenVINO bf16"
-                _check_bf16_loss(manifest["val"])
-            elif precision != "fp32":
-                manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
+            manifest["val"]["bf16"] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU, backend="openvino",
+                                                openvino={"precision": "bf16"})
+            manifest["val"]["bf16"]["runtime"] = "OpenVINO bf16"
+            _check_bf16_loss(manifest["val"])
+        elif val:  # the accuracy gate: FP32 against the final precision; raises (nothing written) when it fails
+            from defectrt.export import accuracy_gate
+
+            gate = gate or accuracy_gate.GateOptions()
+            fallback = int8.fallback(final, imgsz, gate) if precision == "int8" else None
+            manifest["val"], manifest["accuracy_gate"] = accuracy_gate.gate(
+                fp32_path, final, precision, os.path.abspath(val), conf, gate, fallback=fallback)
+            if manifest["accuracy_gate"]["fallback"] and manifest["accuracy_gate"]["fallback"]["kept"]:
+                manifest["int8_unquantized"] = "{}, fallback ({} layers)".format(
+                    manifest["int8_unquantized"], len(manifest["accuracy_gate"]["fallback"]["kept"]))
+                golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1,
+                                    samples)
+                manifest["golden"].update(golden)
+        if flavour:
+            manifest["int8_calibration_sample"] = json.loads(final_meta.get("int8_calibration_sample") or "null")
+            manifest["int8_qat"] = int8.qat
         if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python

@@ -10,11 +10,17 @@ Detector calls - and nothing else.
 - ModelOpt's additions `get_first()` (peek without consuming) and `rewind()`.
 
 Images are read lazily (300 images at 640x640 would be 1.5 GB as float32 blobs) and the selection
-is deterministic: all files sorted by name; when there are more than `calib_count`, a seeded random
-subset (kept in name order) is used.
+is deterministic: all files sorted by name; when there are more than `calib_count`, a seeded subset
+(kept in name order) is used. When the images have YOLO labels (images/<split>/x.png ->
+labels/<split>/x.txt), the subset is stratified: classes take turns, rarest first, each adding one
+not-yet-chosen image that contains it, so a rare defect class is not left to chance (a random 100 of
+5000 images may hold none of a class seen in 1%); images without objects fill what is left.
+`sample_record()` says what was used (count, sha256 over the chosen files' names and bytes,
+images per class) for the bundle manifest.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 
@@ -54,6 +60,65 @@ def select_images(files, count, seed=0):
     return [files[i] for i in keep]
 
 
+def image_classes(files):
+    """{path: set of class ids} from each image's YOLO label file, or None when no image has one."""
+    from defectrt.data.dataset import label_path
+
+    found, out = False, {}
+    for path in files:
+        classes = set()
+        lp = label_path(path)
+        if lp and os.path.isfile(lp):
+            found = True
+            with open(lp) as f:
+                for line in f:
+                    parts = line.split()
+                    if parts:
+                        try:
+                            classes.add(int(float(parts[0])))
+                        except ValueError:
+                            continue  # a malformed line: dataset validation reports it, calibration ignores it
+        out[path] = classes
+    return out if found else None
+
+
+def stratified_select(files, classes, count, seed=0):
+    """`count` of `files` with every class represented as evenly as the images allow (see the module doc).
+
+    classes: {path: set of class ids}. Deterministic in `seed`; returned in name order.
+    """
+    if count is None or count >= len(files):
+        return list(files)
+    rng = np.random.default_rng(seed)
+    order = [files[i] for i in rng.permutation(len(files))]
+    by_class = {}
+    for path in order:
+        for c in classes.get(path, ()):
+            by_class.setdefault(c, []).append(path)
+    turn = sorted(by_class, key=lambda c: (len(by_class[c]), c))  # rarest class first
+    chosen, taken = [], set()
+    cursors = {c: 0 for c in turn}
+    while len(chosen) < count and turn:
+        for c in list(turn):
+            pool = by_class[c]
+            while cursors[c] < len(pool) and pool[cursors[c]] in taken:
+                cursors[c] += 1
+            if cursors[c] >= len(pool):
+                turn.remove(c)
+                continue
+            chosen.append(pool[cursors[c]])
+            taken.add(pool[cursors[c]])
+            if len(chosen) >= count:
+                break
+    for path in order:  # background images (and whatever the classes did not fill)
+        if len(chosen) >= count:
+            break
+        if path not in taken:
+            chosen.append(path)
+            taken.add(path)
+    return sorted(chosen)
+
+
 class CalibrationReader(_Base):
     """Calibration batches for the model input `input_name` of shape (batch, 3, h, w).
 
@@ -76,7 +141,13 @@ class CalibrationReader(_Base):
         self.batch = max(1, int(batch))
         self.calib_dir = os.fspath(calib_dir)
         available = list_images(self.calib_dir)
-        self.files = select_images(available, calib_count, seed)
+        self.seed = seed
+        self.available = len(available)
+        self._classes = image_classes(available)
+        if self._classes is None:
+            self.files = select_images(available, calib_count, seed)
+        else:
+            self.files = stratified_select(available, self._classes, calib_count, seed)
         if len(self.files) < MIN_RECOMMENDED:
             why = ("calib_count is {}".format(calib_count) if calib_count < MIN_RECOMMENDED
                    else "{} has only {} images".format(self.calib_dir, len(available)))
@@ -84,6 +155,26 @@ class CalibrationReader(_Base):
                    "300 is recommended".format(len(self.files), why, MIN_RECOMMENDED))
             warnings.warn(msg, UserWarning, stacklevel=2)  # logging.captureWarnings routes it to the log
         self._pos = 0
+
+    def sample_record(self):
+        """What was calibrated on, for the manifest: count, available, seed, stratified, images per class,
+        sha256 (over each chosen file's name and bytes, in order: the same images give the same hash)."""
+        digest = hashlib.sha256()
+        for path in self.files:
+            digest.update(os.path.basename(path).encode("utf-8") + b"\0")
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        record = {"count": len(self.files), "available": self.available, "seed": self.seed,
+                  "folder": os.path.basename(os.path.abspath(self.calib_dir)),
+                  "stratified": self._classes is not None, "sha256": digest.hexdigest()}
+        if self._classes is not None:
+            per = {}
+            for path in self.files:
+                for c in self._classes.get(path, ()):
+                    per[c] = per.get(c, 0) + 1
+            record["images_per_class"] = {str(c): per[c] for c in sorted(per)}
+        return record
 
     def __len__(self):
         """Number of calibration steps (batches)."""

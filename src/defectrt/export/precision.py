@@ -186,6 +186,12 @@ def _set_metadata(model, source, **values):
         entry.key, entry.value = key, meta[key]
 
 
+def _json_dumps(value):
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
 def _save(model, onnx_out, force):
     onnx = _onnx()
     with atomic_path(onnx_out, force) as tmp:
@@ -279,6 +285,16 @@ def decode_tail(model):
     return sorted(tail, key=lambda n: order.get(n, 0))
 
 
+def qdq_pair(producers, tensor):
+    """(DequantizeLinear, QuantizeLinear or None) when `tensor` is a DequantizeLinear output (the Q is
+    None for a DQ of stored data, e.g. weights), else (None, None)."""
+    dq = producers.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None, None
+    q = producers.get(dq.input[0])
+    return dq, q if q is not None and q.op_type == "QuantizeLinear" else None
+
+
 def _detach_islands_from_dq(model):
     """Island nodes that read a DequantizeLinear(QuantizeLinear(T)) output read T instead."""
     graph = model.graph
@@ -288,11 +304,8 @@ def _detach_islands_from_dq(model):
         if not _in_island(node):
             continue
         for k, name in enumerate(node.input):
-            dq = producers.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producers.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
+            q = qdq_pair(producers, name)[1]
+            if q is not None:
                 node.input[k] = q.input[0]
                 changed += 1
     if changed:
@@ -550,7 +563,8 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
     _set_metadata(model, source, precision="int8", int8_flavour=flavour, int8_high_precision=high,
                   int8_calibration="{} images, {} ({})".format(len(reader.files), calibration_method,
                                                                 os.path.basename(os.path.abspath(calib_dir))),
-                  int8_unquantized=", ".join("{} ({} nodes)".format(what, len(names)) for what, names in kept if names))
+                  int8_unquantized=", ".join("{} ({} nodes)".format(what, len(names)) for what, names in kept if names),
+                  int8_calibration_sample=_json_dumps(reader.sample_record()))
     _guard(model, "INT8 quantization")
     _save(model, onnx_out, force)
     return onnx_out

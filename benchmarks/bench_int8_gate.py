@@ -1,0 +1,175 @@
+"""INT8 PTQ vs PTQ + fallback vs QAT, both flavours, several calibration samples: mAP50-95 change on a fresh
+set and ONNX Runtime CPU latency.
+
+    python benchmarks/bench_int8_gate.py --model demo:screw --imgsz 384,672 --kind screw \\
+        [--calib-sets 3] [--calib-count 64] [--gate-n 40] [--fresh-n 80] [--qat-epochs 1] \\
+        [--flavours cpu,trt] [--methods ptq,fallback,qat] [--strict-loss 0.2] [--json out.json]
+
+Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export build` ships):
+  ptq       --precision int8, gate measured on the gate set but never refusing (accept_loss, no fallback)
+  default   what `export build --val` ships by default: gate 0.5 points / 2.0 recall points, fallback on,
+            refusing when even the fallback fails (recorded as refused). Where PTQ passes the default gate,
+            that is the shipped model (not built twice).
+  qat       --qat-epochs N fine-tuning on the calibration set's train split, then the same PTQ export
+            (first --qat-sets calibration sets)
+Data (synthetic, `defectrt data synth --kind KIND`): --calib-sets labelled calibration sets (seeds 101,
+102, ...; each set's train images are both the calibration sample and the QAT data), one gate set (seed
+201, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
+Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime Detector (ONNX Runtime,
+conf 0.001, NMS IoU 0.6) minus FP32's, in points. Speed: median latency of FP32 and each INT8 model of
+calibration set 1, batch 1, measured in interleaved rounds in one process (ONNX Runtime CPU provider);
+the `trt` models' CPU latency is not TensorRT's (unverified on hardware).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_imgsz(text):
+    parts = [int(p) for p in str(text).replace("x", ",").split(",") if p.strip()]
+    return (parts[0], parts[-1])
+
+
+def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, work):
+    from defectrt.errors import DefectrtError
+    from defectrt.export.accuracy_gate import GateOptions, measure
+    from defectrt.export.bundle import build_bundle
+
+    out = os.path.join(work, "{}-{}-{}.bundle".format(flavour, k + 1, method))
+    row = {"flavour": flavour, "calib_set": k + 1, "method": method, "path": out}
+    ptq = next((r for r in rows if r["flavour"] == flavour and r["calib_set"] == k + 1 and r["method"] == "ptq"), None)
+    if method == "default" and ptq is not None and ptq.get("gate_passed_default"):
+        # The default gate passes the PTQ model as it is: the shipped bundle is that model.
+        row.update({key: ptq[key] for key in ("calibration_sample", "gate_set_loss", "fresh_map50_95",
+                                             "fresh_change_points")})
+        row.update({"kept_layers": [], "note": "PTQ passed the default gate: same model", "path": ptq["path"]})
+        return _log_row(row)
+    gate = GateOptions(accept_loss=method != "default", fallback=method == "default",
+                       sensitivity_images=args.sensitivity_images)
+    t0 = time.time()
+    try:
+        manifest = build_bundle(args.model, out, precision="int8", int8_flavour=flavour, calib=calib,
+                                calib_count=args.calib_count, val=gate_set, imgsz=imgsz, gate=gate,
+                                qat_epochs=args.qat_epochs if method == "qat" else 0, force=True)
+    except DefectrtError as exc:  # the default gate refused even after the fallback: nothing shipped
+        row.update({"refused": str(exc), "build_s": round(time.time() - t0, 1), "path": None})
+        return _log_row(row)
+    got = measure(os.path.join(out, "model.onnx"), fresh, 0.25)
+    g = manifest["accuracy_gate"]
+    fb = g.get("fallback") or {}
+    row.update({"calibration_sample": manifest.get("int8_calibration_sample"),
+                "gate_set_loss": g["measured"]["map50_95_loss"],
+                "gate_passed_default": not g["failures"] if method != "default" else g["passed"],
+                "fresh_map50_95": got["map50_95"],
+                "fresh_change_points": round(100.0 * (got["map50_95"] - ref["map50_95"]), 3),
+                "fresh_recall_change": {n: round(100.0 * ((got["per_class"][n]["recall_at_conf"] or 0)
+                                                          - (ref["per_class"][n]["recall_at_conf"] or 0)), 2)
+                                        for n in ref["per_class"] if ref["per_class"][n]["instances"]},
+                "kept_layers": fb.get("kept") or [], "fallback_steps": fb.get("steps"),
+                "kept_conv_macs_share": fb.get("kept_conv_macs_share"),
+                "fallback_latency": fb.get("latency_ms_onnxruntime_cpu"), "qat": manifest.get("int8_qat"),
+                "build_s": round(time.time() - t0, 1)})
+    return _log_row(row)
+
+
+def _log_row(row):
+    if row.get("refused"):
+        log("{} calib{} {}: REFUSED by the gate ({})".format(row["flavour"], row["calib_set"], row["method"],
+                                                          row["refused"][:200]))
+    else:
+        log("{} calib{} {}: fresh mAP50-95 {:+.2f} points ({} layers kept), gate set -{:.2f}, {} s".format(
+            row["flavour"], row["calib_set"], row["method"], row["fresh_change_points"], len(row["kept_layers"]),
+            row["gate_set_loss"], row.get("build_s", 0)))
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="demo:screw")
+    ap.add_argument("--kind", default="screw", help="synthetic data kind for the model (screw or pcb)")
+    ap.add_argument("--imgsz", default="384,672")
+    ap.add_argument("--calib-sets", type=int, default=3)
+    ap.add_argument("--calib-n", type=int, default=80, help="images per calibration set (train split)")
+    ap.add_argument("--calib-count", type=int, default=64)
+    ap.add_argument("--gate-n", type=int, default=40)
+    ap.add_argument("--fresh-n", type=int, default=80)
+    ap.add_argument("--qat-epochs", type=int, default=1)
+    ap.add_argument("--flavours", default="cpu,trt")
+    ap.add_argument("--methods", default="ptq,default,qat")
+    ap.add_argument("--qat-sets", type=int, default=1, help="QAT on the first N calibration sets only")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--sensitivity-images", type=int, default=4)
+    ap.add_argument("--json")
+    ap.add_argument("--work", help="keep data and bundles here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from defectrt.data.dataset import load_dataset
+    from defectrt.data.synth import write_dataset
+    from defectrt.export.accuracy_gate import measure
+    from defectrt.export.onnx import export_onnx
+    from defectrt.export.sensitivity import compare_latency
+    from defectrt.export.calibration import CalibrationReader
+
+    imgsz = parse_imgsz(args.imgsz)
+    work = args.work or tempfile.mkdtemp(prefix="bench-int8-")
+    t_start = time.time()
+
+    def data(name, seed, n, val_fraction):
+        out = os.path.join(work, name)
+        if not os.path.isdir(out):
+            write_dataset(out, kind=args.kind, n=n, seed=seed, val_fraction=val_fraction, progress=False)
+        return out
+
+    calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n + 1, 1.0 / (args.calib_n + 1))
+                  for i in range(args.calib_sets)]
+    gate_set = data("gate", 201, args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
+    fresh = load_dataset(data("fresh", 301, args.fresh_n + 1, args.fresh_n / float(args.fresh_n + 1)), "val")
+    fp32 = os.path.join(work, "fp32.onnx")
+    if not os.path.isfile(fp32):
+        export_onnx(args.model, fp32, imgsz=imgsz)
+    ref = measure(fp32, fresh, 0.25)
+    log("FP32 on the fresh set ({} images): mAP50-95 {:.4f}".format(len(fresh), ref["map50_95"]))
+    rows = []
+    for k, calib in enumerate(calib_sets):
+        for flavour in args.flavours.split(","):
+            for method in args.methods.split(","):
+                if method == "qat" and k >= args.qat_sets:
+                    continue
+                rows.append(run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, work))
+                if args.json:  # partial results survive an interrupted run
+                    with open(args.json + ".partial", "w") as f:
+                        json.dump({"fp32_fresh_map50_95": ref["map50_95"], "rows": rows}, f, indent=1)
+    speed = {}
+    blob = CalibrationReader(os.path.join(calib_sets[0], "images", "train"), imgsz, calib_count=1).all()
+    timed = [r for r in rows if r["calib_set"] == 1 and r.get("path") and not r.get("note")]
+    paths = [fp32] + [os.path.join(r["path"], "model.onnx") for r in timed]
+    labels = ["fp32"] + ["{}-{}".format(r["flavour"], r["method"]) for r in timed]
+    for label, ms in zip(labels, compare_latency(paths, blob, rounds=args.rounds)):
+        speed[label] = round(ms, 2)
+    log("latency (ms, ONNX Runtime CPU, median of {} interleaved rounds): {}".format(args.rounds, speed))
+    result = {"model": args.model, "imgsz": list(imgsz), "fresh_images": len(fresh), "fp32_fresh_map50_95": ref["map50_95"],
+              "rows": rows, "latency_ms": speed, "args": vars(args), "seconds": round(time.time() - t_start),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    text = json.dumps(result, indent=1)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

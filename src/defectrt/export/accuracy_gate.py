@@ -1,0 +1,169 @@
+"""The accuracy gate of `export build --val`: FP32 against the final precision, on the user's val split.
+
+A bundle whose reduced precision loses more than the user allowed is not finished (AccuracyGateError,
+exit 1, the bundle folder is never created) unless `accept_loss` says ship it anyway. Two checks:
+
+- mAP50-95 (conf 0.001, NMS IoU 0.6: the whole PR curve, the usual mAP setting) may drop at most
+  `max_loss` points (default 0.5).
+- every class's recall at the bundle's own confidence threshold (manifest `thresholds.conf`; matching at
+  IoU 0.5, the same detections with NMS IoU 0.6) may drop at most `max_recall_drop` points (default 2.0).
+  This is what a line operator sees: a defect class that INT8 scores just below the threshold vanishes
+  while mAP (an average over all thresholds and classes) barely moves. The default 2.0 points is above
+  the noise of a borderline object flipping across the threshold on a val split of ~50+ objects per class
+  (one object = 2 points at 50) and far below the losses reported for INT8 on small objects (5+ points).
+  A drop of a single object never fails (it cannot be told from that noise); with fewer than 50 objects
+  of a class, the message says that its recall is coarse.
+
+The manifest records both sets of figures, the limits applied, the verdict and, when it came to that,
+the layer fallback (defectrt.export.sensitivity) that brought the INT8 model within the limits.
+"""
+from __future__ import annotations
+
+import logging
+
+from defectrt.errors import UserInputError
+
+log = logging.getLogger("defectrt")
+
+DEFAULT_MAX_LOSS = 0.5  # mAP50-95 points
+DEFAULT_MAX_RECALL_DROP = 2.0  # recall points per class at the bundle's threshold
+VAL_CONF, VAL_IOU = 0.001, 0.6
+COARSE_CLASS = 50  # below this many objects one object is more than 2 recall points
+
+
+class AccuracyGateError(UserInputError):
+    """The reduced-precision model lost more accuracy than allowed (exit 1; nothing is written)."""
+
+
+class GateOptions(object):
+    """Limits of the gate. max_loss: mAP50-95 points; max_recall_drop: recall points per class at the
+    bundle's confidence threshold; accept_loss: report a failed gate but finish the bundle;
+    fallback: on failure, keep the most sensitive INT8 layers in higher precision until it passes;
+    sensitivity_images: calibration images the per-layer sensitivity is measured on; fallback_steps: how
+    many fallback tries at most (1, 2, 4, ... layers kept; each is a quantization and a val run)."""
+
+    def __init__(self, max_loss=DEFAULT_MAX_LOSS, max_recall_drop=DEFAULT_MAX_RECALL_DROP, accept_loss=False,
+                 fallback=True, sensitivity_images=4, fallback_steps=7):
+        for name, value in (("--max-loss", max_loss), ("--max-recall-drop", max_recall_drop)):
+            if value is None or not float(value) >= 0:
+                raise UserInputError("{} {!r}: give a number of points >= 0 (e.g. 0.5)".format(name, value))
+        if int(sensitivity_images) < 1 or int(fallback_steps) < 1:
+            raise UserInputError("sensitivity_images {!r} / fallback_steps {!r}: use at least 1".format(
+                sensitivity_images, fallback_steps))
+        self.fallback_steps = int(fallback_steps)
+        self.max_loss = float(max_loss)
+        self.max_recall_drop = float(max_recall_drop)
+        self.accept_loss = bool(accept_loss)
+        self.fallback = bool(fallback)
+        self.sensitivity_images = int(sensitivity_images)
+
+    def record(self):
+        return {"max_loss": self.max_loss, "max_recall_drop": self.max_recall_drop, "accept_loss": self.accept_loss,
+                "fallback": self.fallback}
+
+
+class _Recorder(object):
+    """Passes calls through to a detector and keeps the results, so that a second scoring of the same
+    split (another confidence threshold) replays them instead of running the model again."""
+
+    def __init__(self, detector):
+        self.detector, self.results, self.replaying = detector, [], False
+
+    def __call__(self, images):
+        if self.replaying:
+            out, self.results = self.results[:len(images)], self.results[len(images):]
+            return out
+        out = self.detector(images)
+        out = list(out) if not hasattr(out, "boxes") else [out]
+        self.results.extend(out)
+        return out
+
+
+def measure(onnx_path, dataset, conf):
+    """mAP and per-class figures of one ONNX file on a Dataset (ONNX Runtime, CPU).
+
+    Returns {"precision", "recall", "map50", "map50_95", "per_class": {name: {"map50_95", "recall_at_conf",
+    "instances"}}} with mAP at VAL_CONF and recall_at_conf at `conf` (the bundle's threshold).
+    """
+    from defectrt.data.val import evaluate
+    from defectrt.runtime.detector import Detector
+
+    rec = _Recorder(Detector(onnx_path, backend="onnxruntime", conf=VAL_CONF, iou=VAL_IOU))
+    full = evaluate(rec, dataset)
+    rec.replaying = True
+    at = evaluate(rec, dataset, conf=conf)
+    out = {k: full[k] for k in ("precision", "recall", "map50", "map50_95")}
+    out["per_class"] = {name: {"map50_95": full["per_class"][name]["map50_95"],
+                               "recall_at_conf": at["per_class"][name]["recall"],
+                               "instances": int(full["instances"][name])}
+                        for name in full["per_class"]}
+    return out
+
+
+def compare(ref, got, options):
+    """Verdict of `got` (final precision) against `ref` (FP32) under `options`: {"map50_95_loss",
+    "recall_drop": {class: points}, "failures": [text], "passed"}."""
+    loss = 100.0 * ((ref["map50_95"] or 0.0) - (got["map50_95"] or 0.0))
+    failures, drops = [], {}
+    if loss > options.max_loss + 1e-9:
+        failures.append("mAP50-95 {:.4f} -> {:.4f}: -{:.2f} points, more than --max-loss {:g}".format(
+            ref["map50_95"] or 0.0, got["map50_95"] or 0.0, loss, options.max_loss))
+    for name, r in ref["per_class"].items():
+        g = got["per_class"].get(name) or {}
+        n = r.get("instances") or 0
+        if not n or r.get("recall_at_conf") is None or g.get("recall_at_conf") is None:
+            continue
+        drop = 100.0 * (r["recall_at_conf"] - g["recall_at_conf"])
+        drops[name] = round(drop, 3)
+        lost = int(round(drop / 100.0 * n))
+        if drop > options.max_recall_drop + 1e-9 and lost > 1:
+            failures.append("class {!r}: recall at the bundle's conf {:.3f} -> {:.3f} ({} of {} objects lost): "
+                            "-{:.2f} points, more than --max-recall-drop {:g}{}".format(
+                                name, r["recall_at_conf"], g["recall_at_conf"], lost, n, drop,
+                                options.max_recall_drop,
+                                " (only {} objects: add val images for a finer figure)".format(n)
+                                if n < COARSE_CLASS else ""))
+    return {"map50_95_loss": round(loss, 3), "recall_drop": drops, "failures": failures, "passed": not failures}
+
+
+def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=None):
+    """Measure, decide, and (INT8 PTQ) fall back. Returns (val record, gate record) for the manifest.
+
+    fallback: None, or a callable(ref_metrics, got_metrics, verdict, measure_fn, options) -> (metrics,
+    verdict, record) that may replace `final_path` by a model with layers kept in higher precision
+    (defectrt.export.sensitivity.Fallback). Raises AccuracyGateError when the final verdict fails and
+    options.accept_loss is off.
+    """
+    from defectrt.data.dataset import load_dataset
+
+    options = options or GateOptions()
+    dataset = load_dataset(val, split="val")
+    if not len(dataset):
+        raise UserInputError("--val {}: the val split has no images".format(val))
+    ref = measure(fp32_path, dataset, conf)
+    got = measure(final_path, dataset, conf) if precision != "fp32" else ref
+    verdict = compare(ref, got, options)
+    first = dict(verdict)
+    fb_record = None
+    if not verdict["passed"] and fallback is not None and options.fallback:
+        log.warning("accuracy gate: %s failed (%s); measuring per-layer sensitivity for a fallback",
+                    precision, "; ".join(verdict["failures"]))
+        got, verdict, fb_record = fallback(ref, got, verdict, lambda path: measure(path, dataset, conf), options)
+    val_record = {"data": val, "split": "val", "conf": VAL_CONF, "iou": VAL_IOU, "recall_conf": conf, "fp32": ref}
+    if precision != "fp32":
+        val_record[precision] = got
+    gate_record = dict(options.record(), measured={"map50_95_loss": verdict["map50_95_loss"],
+                                                   "recall_drop": verdict["recall_drop"]},
+                       first_try=None if fb_record is None else {"map50_95_loss": first["map50_95_loss"],
+                                                                 "failures": first["failures"]},
+                       passed=verdict["passed"], failures=verdict["failures"], fallback=fb_record)
+    if not verdict["passed"]:
+        msg = "accuracy gate: the {} model is not good enough: {}".format(precision, "; ".join(verdict["failures"]))
+        if fb_record:
+            msg += " (even with {} layers kept in higher precision)".format(len(fb_record.get("kept") or []))
+        if not options.accept_loss:
+            raise AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
+                                    "--qat-epochs N (quantization-aware fine-tuning), --precision fp16, a looser "
+                                    "--max-loss / --max-recall-drop, or --accept-loss to ship it anyway")
+        log.warning("%s; shipping it anyway (--accept-loss)", msg)
+    return val_record, gate_record

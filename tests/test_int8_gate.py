@@ -1,0 +1,325 @@
+"""INT8 that cannot silently lose accuracy: the accuracy gate of `export build --val`, per-layer sensitivity
+and fallback (defectrt.export.accuracy_gate / sensitivity / int8_build), calibration sampling, QAT.
+
+The gate runs on the real demo:screw model at a reduced input size (192x320: fast, still detects) with a
+small synthetic screw set. "A build whose INT8 loses more than the limit" is made by a faulty quantizer:
+the real quantize_int8, then one convolution's input scale multiplied by 40 (a broken calibration range
+for that tensor) - the kind of single-layer failure the fallback exists for.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("torch")
+
+from defectrt.cli import main  # noqa: E402
+from defectrt.export import accuracy_gate as G  # noqa: E402
+from defectrt.export import precision as P  # noqa: E402
+from defectrt.export.calibration import CalibrationReader, stratified_select, image_classes, list_images  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+IMGSZ = (192, 320)
+BROKEN = "/model.2/cv1/conv/Conv"  # the convolution whose input scale the faulty quantizer breaks
+
+
+@pytest.fixture(scope="module")
+def screw_data(tmp_path_factory):
+    from defectrt.data.synth import write_dataset
+
+    out = str(tmp_path_factory.mktemp("int8") / "screw")
+    write_dataset(out, kind="screw", n=40, seed=901, val_fraction=0.5, progress=False)
+    return out
+
+
+def _faulty(monkeypatch, factor=40.0):
+    """quantize_int8 that breaks BROKEN's input scale whenever BROKEN is quantized."""
+    from onnx import numpy_helper
+
+    real = P.quantize_int8
+
+    def quantize(src, out, *a, **k):
+        real(src, out, *a, **k)
+        m = onnx.load(out)
+        producers = {o: n for n in m.graph.node for o in n.output}
+        inits = {t.name: t for t in m.graph.initializer}
+        for node in m.graph.node:
+            dq = producers.get(node.input[0]) if node.name == BROKEN else None
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers[dq.input[0]]
+            for name in {q.input[1], dq.input[1]}:
+                a_ = numpy_helper.to_array(inits[name])
+                inits[name].CopyFrom(numpy_helper.from_array((a_ * factor).astype(a_.dtype), name))
+        onnx.save(m, out)
+        return out
+
+    monkeypatch.setattr(P, "quantize_int8", quantize)
+
+
+def _build(out, data, **kw):
+    from defectrt.export.bundle import build_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_bundle("demo:screw", out, precision="int8", calib=data, calib_count=8, val=data, imgsz=IMGSZ,
+                            **kw)
+
+
+@pytest.fixture(scope="module")
+def good_bundle(tmp_path_factory, screw_data):
+    out = str(tmp_path_factory.mktemp("good") / "screw.bundle")
+    return out, _build(out, screw_data, int8_flavour="cpu")
+
+
+# ------------------------------------------------------------------------------------------ the gate
+
+def test_gate_passes_an_int8_build_within_the_limit(good_bundle, screw_data):
+    out, manifest = good_bundle
+    gate = manifest["accuracy_gate"]
+    assert gate["passed"] and not gate["failures"] and gate["fallback"] is None
+    assert gate["max_loss"] == 0.5 and gate["max_recall_drop"] == 2.0
+    ref, got = manifest["val"]["fp32"], manifest["val"]["int8"]
+    assert ref["map50_95"] > 0.1  # the model detects at this size: the comparison means something
+    assert gate["measured"]["map50_95_loss"] == pytest.approx(100 * (ref["map50_95"] - got["map50_95"]), abs=1e-3)
+    assert gate["measured"]["map50_95_loss"] <= 0.5
+    assert set(gate["measured"]["recall_drop"]) == {"scratch", "dent", "coating", "unprocessed"} - {
+        n for n, c in ref["per_class"].items() if not c["instances"]}
+    assert manifest["val"]["recall_conf"] == manifest["thresholds"]["conf"]
+    on_disk = json.load(open(os.path.join(out, "manifest.json")))
+    assert on_disk["accuracy_gate"] == json.loads(json.dumps(gate))
+    sample = on_disk["int8_calibration_sample"]
+    assert sample["count"] == 8 and sample["stratified"] and len(sample["sha256"]) == 64
+    assert sum(sample["images_per_class"].values()) >= 8 - 1  # nearly every chosen image holds a defect
+
+
+def test_gate_fails_a_lossy_build_and_writes_nothing(tmp_path, screw_data, monkeypatch, capsys):
+    _faulty(monkeypatch)
+    out = str(tmp_path / "bad.bundle")
+    args = ["export", "build", "demo:screw", "-o", out, "--precision", "int8", "--int8-flavour", "cpu",
+            "--calib", screw_data, "--calib-count", "8", "--val", screw_data, "--imgsz", str(IMGSZ[0]), str(IMGSZ[1]),
+            "--no-fallback"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "accuracy gate" in err and "--max-loss 0.5" in err and "--accept-loss" in err
+    assert not os.path.exists(out) and not [f for f in os.listdir(str(tmp_path)) if f != "bad.bundle"]
+    assert main(args + ["--accept-loss"]) == 0  # overridden: written, and the manifest says so
+    gate = json.load(open(os.path.join(out, "manifest.json")))["accuracy_gate"]
+    assert not gate["passed"] and gate["accept_loss"] and gate["measured"]["map50_95_loss"] > 0.5
+
+
+def test_fallback_finds_the_broken_layer_and_reduces_the_loss(tmp_path, screw_data, monkeypatch):
+    _faulty(monkeypatch)
+    # One fallback step (the top layer kept out of INT8) keeps the test short; accept_loss so that the
+    # bundle is written whether or not that one step already meets the 0.5-point limit on 20 val images.
+    manifest = _build(str(tmp_path / "fb.bundle"), screw_data, int8_flavour="cpu",
+                      gate=G.GateOptions(sensitivity_images=2, fallback_steps=1, accept_loss=True))
+    gate = manifest["accuracy_gate"]
+    fb = gate["fallback"]
+    assert gate["first_try"]["map50_95_loss"] > 3 and gate["first_try"]["failures"]
+    assert fb["ranking"][0]["layer"] == BROKEN  # the sensitivity ranking points at the broken layer
+    assert fb["kept"] == [BROKEN] and len(fb["steps"]) == 1
+    assert gate["measured"]["map50_95_loss"] < gate["first_try"]["map50_95_loss"] / 4  # most of the loss is gone
+    assert fb["latency_ms_onnxruntime_cpu"]["int8"] > 0 and 0 < fb["kept_conv_macs_share"] < 1
+    shipped = onnx.load(os.path.join(str(tmp_path / "fb.bundle"), "model.onnx"))
+    producers = {o: n.op_type for n in shipped.graph.node for o in n.output}
+    broken = next(n for n in shipped.graph.node if n.name == BROKEN)
+    assert producers.get(broken.input[0]) != "DequantizeLinear"  # the kept layer reads a float tensor
+    assert "fallback (" in manifest["int8_unquantized"]
+
+
+def _metrics(map_, recalls, n=100):
+    return {"map50_95": map_, "per_class": {k: {"recall_at_conf": r, "instances": n} for k, r in recalls.items()}}
+
+
+def test_compare_limits_and_single_object_rule():
+    opts = G.GateOptions()
+    ref = _metrics(0.700, {"a": 0.90, "b": 0.80})
+    assert G.compare(ref, _metrics(0.696, {"a": 0.90, "b": 0.79}), opts)["passed"]
+    v = G.compare(ref, _metrics(0.690, {"a": 0.90, "b": 0.80}), opts)
+    assert not v["passed"] and v["map50_95_loss"] == pytest.approx(1.0) and "mAP50-95" in v["failures"][0]
+    v = G.compare(ref, _metrics(0.700, {"a": 0.87, "b": 0.80}), opts)  # 3 of 100 'a' objects lost
+    assert not v["passed"] and "'a'" in v["failures"][0] and v["recall_drop"]["a"] == pytest.approx(3.0)
+    small = _metrics(0.7, {"a": 0.9}, n=20)  # one object of 20 is 5 points: not enough on its own
+    assert G.compare(small, _metrics(0.7, {"a": 0.85}, n=20), opts)["passed"]
+    assert not G.compare(small, _metrics(0.7, {"a": 0.80}, n=20), opts)["passed"]
+    assert G.compare(ref, _metrics(0.690, {"a": 0.9, "b": 0.8}), G.GateOptions(max_loss=1.5))["passed"]
+    with pytest.raises(Exception, match="--max-loss"):
+        G.GateOptions(max_loss=-1)
+
+
+# ------------------------------------------------------------------------------------------ calibration
+
+def _odd_images(folder):
+    rng = np.random.default_rng(5)
+    os.makedirs(folder, exist_ok=True)
+    for i, (h, w) in enumerate([(37, 101), (101, 37), (333, 517), (1, 255), (255, 1), (161, 289), (59, 59)]):
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        cv2.imwrite(os.path.join(folder, "odd{}.png".format(i)), img)
+    return folder
+
+
+def test_calibration_pixels_equal_the_runtime_detectors_on_odd_sizes(tmp_path, good_bundle):
+    from defectrt.runtime.detector import Detector
+    from defectrt.runtime.preprocess import preprocess
+
+    folder = _odd_images(str(tmp_path / "odd"))
+    det = Detector(good_bundle[0])
+    assert tuple(det.imgsz) == IMGSZ
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reader = CalibrationReader(folder, IMGSZ, calib_count=100)
+    assert len(reader) == 7
+    for path in reader.files:
+        blob = reader.get_next()["images"]
+        img = cv2.imread(path)
+        np.testing.assert_array_equal(blob, det.preprocess([img])[0])
+        np.testing.assert_array_equal(blob, preprocess([img], IMGSZ)[0])
+
+
+def _labelled(folder, n, rare):
+    """n images in folder/images/train; class 0 in all of them, class 1 only in the `rare` ones."""
+    img_dir, lab_dir = os.path.join(folder, "images", "train"), os.path.join(folder, "labels", "train")
+    os.makedirs(img_dir)
+    os.makedirs(lab_dir)
+    for i in range(n):
+        cv2.imwrite(os.path.join(img_dir, "im{:02d}.png".format(i)), np.full((8, 8, 3), i, np.uint8))
+        lines = "0 0.5 0.5 0.2 0.2\n" + ("1 0.3 0.3 0.1 0.1\n" if i in rare else "")
+        with open(os.path.join(lab_dir, "im{:02d}.txt".format(i)), "w") as f:
+            f.write(lines)
+    return img_dir
+
+
+def test_stratified_sample_keeps_rare_classes_and_is_recorded(tmp_path):
+    img_dir = _labelled(str(tmp_path / "d"), 40, rare={7, 31})
+    files = list_images(img_dir)
+    classes = image_classes(files)
+    for seed in range(5):
+        chosen = stratified_select(files, classes, 6, seed=seed)
+        assert len(chosen) == 6 and chosen == sorted(chosen)
+        assert {os.path.basename(files[7]), os.path.basename(files[31])} <= {os.path.basename(c) for c in chosen}
+    assert stratified_select(files, classes, 6, seed=1) == stratified_select(files, classes, 6, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        record = CalibrationReader(img_dir, 32, calib_count=6).sample_record()
+        assert record["stratified"] and record["images_per_class"] == {"0": 6, "1": 2} and record["count"] == 6
+        cv2.imwrite(files[7], np.zeros((8, 8, 3), np.uint8))  # same names, other pixels: another hash
+        assert CalibrationReader(img_dir, 32, calib_count=6).sample_record()["sha256"] != record["sha256"]
+    assert image_classes(list_images(_odd_images(str(tmp_path / "plain")))) is None  # no labels: plain sample
+
+
+def test_calibration_warns_below_a_sensible_count(tmp_path):
+    folder = _odd_images(str(tmp_path / "few"))
+    with pytest.warns(UserWarning, match="fewer than 100"):
+        CalibrationReader(folder, IMGSZ, calib_count=300)
+
+
+# ------------------------------------------------------------------------------------------ sensitivity (both flavours)
+
+@pytest.mark.parametrize("flavour", ["cpu", "trt"])
+def test_leave_one_out_on_both_flavours(tmp_path, screw_data, flavour):
+    if flavour == "trt":
+        pytest.importorskip("modelopt.onnx", reason="needs NVIDIA ModelOpt: pip install 'defectrt[modelopt]'")
+    from defectrt.export.onnx import export_onnx
+    from defectrt.export.sensitivity import (float_layers, output_distance, quantized_layers, switchable_model, _run,
+                                             _session)
+
+    fp32 = str(tmp_path / "fp32.onnx")
+    export_onnx("demo:screw", fp32, imgsz=(64, 96), grid_sample="lowered")
+    int8 = str(tmp_path / "int8.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        P.quantize_int8(fp32, int8, os.path.join(screw_data, "images", "train"), calib_count=4, flavour=flavour,
+                        target_trt="10.3")
+        blob = CalibrationReader(os.path.join(screw_data, "images", "train"), (64, 96), calib_count=2).all()
+    model, source = onnx.load(int8), onnx.load(fp32)
+    layers = quantized_layers(model)
+    ops = {n.name: n.op_type for n in model.graph.node}
+    assert sum(ops[n] == "Conv" for n in layers) > 50 and "Add" in {ops[n] for n in layers}
+    assert not {ops[n] for n in layers} & {"QuantizeLinear", "DequantizeLinear"}
+    assert not set(layers) & set(P.stem_nodes(fp32)) and "/model.1/conv/Conv" in layers
+    ref = _run(_session(fp32), blob)
+    all_float = _run(_session(float_layers(model, layers, source)), blob)
+    # every quantized layer back in float: close to FP32 (what remains is FP16 in the trt form)
+    assert output_distance(ref, all_float) < 0.5 * output_distance(ref, _run(_session(model), blob))
+    # the one-graph form used for ranking computes exactly the edited graphs (compared unfused: ONNX Runtime
+    # runs the switchable graph's Q/DQ as simulated quantization, an edited graph with integer kernels)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+    def unfused(m):  # no graph optimisation: ONNX Runtime's Cast elimination changes FP16 numerics too
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    switched = unfused(switchable_model(model, layers, source))
+    image = next(i.name for i in switched.get_inputs() if i.name != "layer_float")
+    for flags, edited in ((np.ones(len(layers), bool), layers), (np.eye(len(layers), dtype=bool)[1], layers[1:2])):
+        expected = unfused(float_layers(model, edited, source)).run(None, {image: blob[:1]})[0]
+        got = switched.run(None, {image: blob[:1], "layer_float": flags})[0]
+        # boxes in pixels (up to 96) and scores; FP16 parts of the trt form round a little differently
+        np.testing.assert_allclose(got, expected, rtol=5e-3, atol=0.1)
+
+
+# ------------------------------------------------------------------------------------------ QAT
+
+def test_fake_quant_placement_follows_the_ptq_exclusions(tmp_path):
+    import torch
+
+    from defectrt.export.int8_build import qat_excluded_nodes
+    from defectrt.export.onnx import export_onnx
+    from defectrt.models import resolve_model_ref
+    from defectrt.train.qat import FakeQuantConv2d, insert_fake_quant, quantized_conv_digests, remove_fake_quant
+
+    fp32 = str(tmp_path / "fp32.onnx")
+    export_onnx("demo:screw", fp32, imgsz=(64, 96))
+    excluded = qat_excluded_nodes(fp32)
+    n_convs = sum(n.op_type == "Conv" for n in onnx.load(fp32).graph.node)
+    n_quantized = sum(n.op_type == "Conv" and n.name not in excluded for n in onnx.load(fp32).graph.node)
+    net = resolve_model_ref("demo:screw").fuse().eval()
+    wrapped = insert_fake_quant(net, "trt", quantized_conv_digests(fp32, excluded))
+    assert len(wrapped) == n_quantized < n_convs  # every PTQ-quantized Conv found, the excluded ones left out
+    assert "model.0.conv" not in wrapped and "model.23.dfl.conv" not in wrapped and "model.1.conv" in wrapped
+    conv = net.model[1].conv
+    assert isinstance(conv, FakeQuantConv2d)
+    x = torch.randn(1, conv.conv.in_channels, 8, 8)
+    conv(x)  # calibrating: float result, range recorded
+    conv.calibrating = False
+    q = conv._act(x)
+    scale = float(x.abs().max()) / 127
+    assert torch.allclose(q, torch.round(x / scale).clamp(-128, 127) * scale, atol=1e-6)
+    assert torch.unique(conv._weight()[0]).numel() <= 255  # weights on an int8 grid per channel
+    remove_fake_quant(net)
+    assert not any(isinstance(m, FakeQuantConv2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("flavour", ["cpu", "trt"])
+def test_qat_build_exports_qdq_that_onnxruntime_runs(tmp_path, screw_data, screw_image, flavour):
+    if flavour == "trt":
+        pytest.importorskip("modelopt.onnx", reason="needs NVIDIA ModelOpt: pip install 'defectrt[modelopt]'")
+    import torch
+
+    from defectrt.export.bundle import build_bundle
+    from defectrt.runtime.detector import Detector
+
+    out = str(tmp_path / "qat.bundle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        manifest = build_bundle("demo:screw", out, precision="int8", int8_flavour=flavour, calib=screw_data,
+                                calib_count=4, qat_epochs=1, imgsz=(64, 96), target_trt="10.3", val=screw_data,
+                                gate=G.GateOptions(accept_loss=True, fallback=False))
+    qat = manifest["int8_qat"]
+    assert qat["epochs"] == 1 and qat["flavour"] == flavour and qat["fake_quantized_convs"] > 50
+    assert all(np.isfinite(qat["loss_per_epoch"]))
+    assert "accuracy_gate" in manifest and "int8" in manifest["val"]  # the same gate applied
+    model = onnx.load(os.path.join(out, "model.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 20
+    assert not P.island_violations(model)
+    dets = Detector(out, conf=0.01)(screw_image[0])
+    assert dets.boxes.shape[1] == 4
+    assert torch.isfinite(torch.tensor(dets.scores)).all()
