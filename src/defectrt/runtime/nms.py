@@ -207,25 +207,29 @@ def _windowed_greedy(boxes, scores, class_ids, iou_threshold, limit):
     keep = []
     with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 gives nan, which suppresses nothing (t >= 0)
         while len(keep) < limit:
-            i = int(np.argmin(rank))
-            if rank[i] == n:
+            i = int(rank.argmin())
+            r = int(rank[i])
+            if r == n:
                 break
-            keep.append(order[rank[i]])
+            keep.append(r)
             rank[i] = n
-            rad = (x2[i] - x1[i]) * reach + 1e-6
-            if np.isfinite(rad):
-                lo = int(np.searchsorted(cx, cx[i] - rad, side="left"))
-                hi = int(np.searchsorted(cx, cx[i] + rad, side="right"))
+            # Python floats (same values): numpy scalars cost more in the per-step calls
+            bx1, by1, bx2, by2, ba = float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i]), float(area[i])
+            rad = (bx2 - bx1) * reach + 1e-6
+            if rad < np.inf:
+                c = float(cx[i])
+                lo = int(cx.searchsorted(c - rad, "left"))
+                hi = int(cx.searchsorted(c + rad, "right"))
             else:
                 lo, hi = 0, rank.size
-            w = np.minimum(x2[lo:hi], x2[i])
-            w -= np.maximum(x1[lo:hi], x1[i])
+            w = np.minimum(x2[lo:hi], bx2)
+            w -= np.maximum(x1[lo:hi], bx1)
             np.maximum(w, 0, out=w)
-            h = np.minimum(y2[lo:hi], y2[i])
-            h -= np.maximum(y1[lo:hi], y1[i])
+            h = np.minimum(y2[lo:hi], by2)
+            h -= np.maximum(y1[lo:hi], by1)
             np.maximum(h, 0, out=h)
             w *= h  # intersection
-            union = area[lo:hi] + area[i]
+            union = area[lo:hi] + ba
             union -= w
             if iou_threshold < 0:  # the reference counts IoU 0 / 0 as 0, which a negative threshold suppresses
                 w = np.divide(w, union, out=np.zeros_like(w), where=union > 0)
@@ -240,7 +244,7 @@ def _windowed_greedy(boxes, scores, class_ids, iou_threshold, limit):
                 cx, x1, y1, x2, y2, area, rank, cls = (a[live] for a in (cx, x1, y1, x2, y2, area, rank, cls))
                 if not rank.size:
                     break
-    return np.asarray(keep, dtype=np.int64)
+    return order[np.asarray(keep, dtype=np.int64)]
 
 
 def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None):
