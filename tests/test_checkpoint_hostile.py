@@ -1,5 +1,6 @@
 """Hostile checkpoints: each test builds its file itself, loads it in a subprocess under an address-space limit
 and a timeout, and asserts no side effect, a bounded run and a clear UserInputError naming file and reason."""
+import collections
 import io
 import json
 import os
@@ -76,45 +77,96 @@ def _shared_chain(depth, leaf):
     return node
 
 
+_TORCHSCRIPT_PAYLOAD = textwrap.dedent("""
+    import torch
+    from typing import Tuple
+    class Payload(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x = torch.zeros(1)
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[torch.Tensor, bool]:
+            return (self.x, self.training)
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[torch.Tensor, bool]):
+            self.x = state[0]
+            self.training = state[1]
+            self.x = torch.from_file({marker!r}, shared=True, size=1, dtype=torch.float32)
+    torch.jit.save(torch.jit.script(Payload()), {path!r})
+""")
+
+
+def make_torchscript_payload(tmp_path, marker_path, out):
+    """A TorchScript archive whose scripted __setstate__ creates `marker_path` when torch.jit.load runs it."""
+    script = tmp_path / "make_payload.py"  # torch.jit.script reads the class's source from a file
+    script.write_text(_TORCHSCRIPT_PAYLOAD.format(marker=str(marker_path), path=str(out)))
+    subprocess.run([sys.executable, str(script)], check=True, timeout=TIMEOUT)
+
+
 def test_torchscript_archive_is_refused_before_its_code_runs(tmp_path):
     """A scripted __setstate__ that creates (and could overwrite) a file through torch.from_file(shared=True):
     torch.load hands such a zip to torch.jit.load, which runs it."""
     marker = tmp_path / "pwned"
-
-    src = textwrap.dedent("""
-        import torch
-        from typing import Tuple
-        class Payload(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.x = torch.zeros(1)
-            @torch.jit.export
-            def __getstate__(self) -> Tuple[torch.Tensor, bool]:
-                return (self.x, self.training)
-            @torch.jit.export
-            def __setstate__(self, state: Tuple[torch.Tensor, bool]):
-                self.x = state[0]
-                self.training = state[1]
-                self.x = torch.from_file({marker!r}, shared=True, size=1, dtype=torch.float32)
-        torch.jit.save(torch.jit.script(Payload()), {path!r})
-    """)
-
-    def make(marker_path, out):
-        script = tmp_path / "make_payload.py"  # torch.jit.script reads the class's source from a file
-        script.write_text(src.format(marker=str(marker_path), path=str(out)))
-        subprocess.run([sys.executable, str(script)], check=True, timeout=TIMEOUT)
-
     path = tmp_path / "best.pt"
-    make(marker, path)
+    make_torchscript_payload(tmp_path, marker, path)
     assert path.exists() and not marker.exists()
     # The payload is real: plain torch.load executes it (in a child, on a twin file with its own marker).
     proof_marker, proof = tmp_path / "proof-marker", tmp_path / "proof.pt"
-    make(proof_marker, proof)
+    make_torchscript_payload(tmp_path, proof_marker, proof)
     subprocess.run([sys.executable, "-c", "import torch, sys; torch.load(sys.argv[1], weights_only=False)", str(proof)],
                    check=True, timeout=TIMEOUT)
     assert proof_marker.exists()
     assert_refused(path, "TorchScript", "nothing from it was executed")
     assert not marker.exists()
+
+
+def test_torchscript_archive_as_resume_state_is_refused(tmp_path, monkeypatch):
+    """`train --resume` reads weights/last_state.pt through the same reader, never through torch.load (whose
+    dispatch to torch.jit.load is refused for weights_only=True only since torch 2.4)."""
+    from defectrt.train import train
+
+    marker = tmp_path / "pwned"
+    state = tmp_path / "runs" / "exp" / "weights" / "last_state.pt"
+    state.parent.mkdir(parents=True)
+    make_torchscript_payload(tmp_path, marker, state)
+
+    def no_torch_load(*_a, **_k):
+        raise AssertionError("the resume state went to torch.load")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    for resume, project in ((str(state), "unused"), (True, str(tmp_path / "runs"))):
+        with pytest.raises(UserInputError) as exc:
+            train(None, None, resume=resume, project=project, log=lambda *a, **k: None)
+        msg = str(exc.value)
+        assert str(state) in msg and "TorchScript" in msg and "nothing from it was executed" in msg, msg
+    assert not marker.exists()
+
+
+def test_resume_state_with_foreign_objects_is_refused(tmp_path):
+    """Only tensors, numbers, strings, lists and dicts: a class from the file (an inert placeholder) is named."""
+    from defectrt.train import train
+
+    state = tmp_path / "exp" / "weights" / "last_state.pt"
+    state.parent.mkdir(parents=True)
+    torch.save({"version": 1, "epoch": 1, "config": {"epochs": 2}, "optimizer": {"hook": _Module()}}, str(state))
+    with pytest.raises(UserInputError, match=r"last_state\.pt: not a defectrt training state: it holds a _Module "
+                                             r"at the top\['optimizer'\]\['hook'\]"):
+        train(None, None, resume=str(state), log=lambda *a, **k: None)
+
+
+def test_ordered_dict_state_is_only_a_state_dicts_metadata(tmp_path):
+    """torchzip lets BUILD set `_metadata` on an OrderedDict (what state_dict() pickles, needed for resume
+    states), and nothing else: any other attribute on a plain container is still refused."""
+    from defectrt.models import torchzip
+
+    sd = torch.nn.Linear(2, 2).state_dict()
+    torch.save({"model": sd}, str(tmp_path / "ok.pt"))
+    assert torchzip.load(tmp_path / "ok.pt")["model"]._metadata == sd._metadata
+    odd = collections.OrderedDict(a=1)
+    odd._metadata, odd.extra = {}, "x"
+    torch.save(odd, str(tmp_path / "odd.pt"))
+    with pytest.raises(torchzip.CheckpointError, match=r"odd\.pt: refused to load: it sets the state of a OrderedDict"):
+        torchzip.load(tmp_path / "odd.pt")
 
 
 def test_shared_children_graph_is_not_walked_per_path(tmp_path):

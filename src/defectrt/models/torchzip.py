@@ -178,6 +178,11 @@ def _scalar_args(fn, name):
     return make
 
 
+def _is_state_dict_metadata(target, state):
+    return (type(target) is collections.OrderedDict and type(state) is dict and list(state) == ["_metadata"]
+            and isinstance(state["_metadata"], dict))
+
+
 class SafeUnpickler(pickle._Unpickler):
     """Unpickler whose globals come from an allow-list; tensors come from the reader's bounded storages.
 
@@ -232,6 +237,11 @@ class SafeUnpickler(pickle._Unpickler):
 
     def load_build(self):
         target = self.stack[-2] if len(self.stack) >= 2 else None
+        if _is_state_dict_metadata(target, self.stack[-1] if self.stack else None):
+            # A module's state_dict() is an OrderedDict with one attribute, `_metadata` (per-prefix version
+            # dicts); the trainer's resume state holds three of them. Set it directly: no __setstate__ runs.
+            target._metadata = self.stack.pop()["_metadata"]
+            return
         if not isinstance(target, Placeholder):
             raise RefusedPickle("it sets the state of a {} (only pickled modules carry state)".format(
                 type(target).__name__))

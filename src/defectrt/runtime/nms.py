@@ -11,7 +11,9 @@ of a random-weights model took ~190 ms. Greedy NMS decides a box from the boxes 
 so the kept list of the `top_k` best candidates is exactly the prefix of the full kept list: it runs on
 the best 4 * max_det candidates first and widens (x4) only while fewer than max_det were kept.
 batched_nms (what postprocess calls) goes further: it groups the candidates by class, so boxes of
-different classes are never compared (benchmarks/bench_postprocess.py). Some
+different classes are never compared (benchmarks/bench_postprocess.py), and one class with too many
+overlapping candidates for its pairwise matrix goes through a loop over the kept boxes that compares each
+only with the candidates near it (_windowed_greedy; OpenCV's all-pairs pass was 2x slower there). Some
 OpenCV builds bind NMSBoxes to integer rectangles only, which would round the boxes; a one-off probe
 with fractional boxes detects that, and the numpy implementation is used instead. Known difference:
 two zero-area boxes count as overlapping for OpenCV and not for torchvision (both IoU 0/0); YOLO
@@ -95,8 +97,8 @@ def nms(boxes, scores, iou_threshold, max_det=None, use_cv2=None, start_k=None):
 
 
 # Largest (classes x m x m) pairwise block the grouped NMS builds (float64: 8 bytes an entry per temporary;
-# above ~256 boxes of one class the OpenCV path is faster);
-# a prefix needing more goes to the offset path (OpenCV / numpy) instead, so memory stays bounded.
+# above ~256 boxes of one class the windowed loop is faster);
+# a prefix needing more goes to _windowed_greedy instead, so memory stays bounded.
 GROUPED_MAX_PAIRS = 1 << 18
 
 
@@ -167,21 +169,93 @@ def _grouped_greedy(boxes, class_ids, iou_threshold):
     return out
 
 
-def _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=None):
-    span = float(boxes.max() - boxes.min()) + 1.0
-    shifted = boxes + (np.asarray(class_ids, dtype=np.float64) * span)[:, None]
-    return nms(shifted, scores, iou_threshold, max_det, use_cv2, start_k=start_k)
+def window_reach(iou_threshold):
+    """-> r such that IoU(a, b) > t implies |centre_x(a) - centre_x(b)| < r * width(a) (inf for t <= 0).
+
+    IoU > t needs the x-overlap ow > t * max(w_a, w_b) (inter = ow * oh > t * area of either box, oh <= its
+    height) and ow <= (w_a + w_b) / 2 - |dx|; ow <= w_a also bounds w_b < w_a / t. The largest |dx| left is
+    (1 - t) * w_a for t >= 1/2 and (1 - t) / (2 t) * w_a below. The 1e-3 margin covers rounding.
+    """
+    t = float(iou_threshold)
+    if not t > 0:
+        return np.inf
+    return (1.0 - t) * max(1.0, 0.5 / t) + 1e-3
 
 
-def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=None):
+def _windowed_greedy(boxes, scores, class_ids, iou_threshold, limit):
+    """Greedy class-aware NMS over all candidates: a loop over KEPT boxes (at most `limit` steps).
+
+    For large one-class blocks (thousands of overlapping boxes, few survivors), where every candidate must be
+    compared with every kept box ranked above it. The candidates are sorted by box centre x; a kept box can
+    only suppress those within window_reach * its width of its centre, a contiguous slice found by binary
+    search, so each step computes the IoU of one box against that slice only (vectorised). Suppressed and kept
+    candidates get the rank `n` (done); the next kept box is the smallest rank left; the arrays are compacted
+    every few steps so that done candidates stop costing.
+    """
+    n = boxes.shape[0]
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    by_x = np.argsort(cx, kind="stable")
+    cx = cx[by_x]
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[by_x, k]) for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    rank, cls = rank[by_x], class_ids[by_x]
+    multi_class = bool((class_ids != class_ids[0]).any())
+    reach = window_reach(iou_threshold)
+    keep = []
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 gives nan, which suppresses nothing (t >= 0)
+        while len(keep) < limit:
+            i = int(rank.argmin())
+            r = int(rank[i])
+            if r == n:
+                break
+            keep.append(r)
+            rank[i] = n
+            # Python floats (same values): numpy scalars cost more in the per-step calls
+            bx1, by1, bx2, by2, ba = float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i]), float(area[i])
+            rad = (bx2 - bx1) * reach + 1e-6
+            if rad < np.inf:
+                c = float(cx[i])
+                lo = int(cx.searchsorted(c - rad, "left"))
+                hi = int(cx.searchsorted(c + rad, "right"))
+            else:
+                lo, hi = 0, rank.size
+            w = np.minimum(x2[lo:hi], bx2)
+            w -= np.maximum(x1[lo:hi], bx1)
+            np.maximum(w, 0, out=w)
+            h = np.minimum(y2[lo:hi], by2)
+            h -= np.maximum(y1[lo:hi], by1)
+            np.maximum(h, 0, out=h)
+            w *= h  # intersection
+            union = area[lo:hi] + ba
+            union -= w
+            if iou_threshold < 0:  # the reference counts IoU 0 / 0 as 0, which a negative threshold suppresses
+                w = np.divide(w, union, out=np.zeros_like(w), where=union > 0)
+            else:
+                w /= union
+            gone = w > iou_threshold
+            if multi_class:
+                gone &= cls[lo:hi] == cls[i]
+            rank[lo:hi][gone] = n
+            if len(keep) % 16 == 0:
+                live = rank != n
+                cx, x1, y1, x2, y2, area, rank, cls = (a[live] for a in (cx, x1, y1, x2, y2, area, rank, cls))
+                if not rank.size:
+                    break
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None):
     """Class-aware NMS: boxes of different classes never suppress each other. -> kept indices, best first.
 
     Greedy NMS decides a box from the boxes ranked above it only, so the kept boxes among the k best
     candidates are exactly the first kept boxes of the whole run: the k = 2 * max_det best go through
     the grouped NMS (_grouped_greedy), and k grows (x4) only while fewer than max_det were kept.
-    A prefix too large for the grouped form (one class with thousands of overlapping boxes) runs
-    through the offset trick (each class shifted to its own region, in float64 so the shift costs
-    no precision) and one plain NMS.
+    A prefix too large for the grouped form (one class with hundreds of overlapping boxes) goes to
+    _windowed_greedy over all candidates: a loop over the kept boxes, each compared with the candidates
+    near it only.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     n = boxes.shape[0]
@@ -194,8 +268,8 @@ def batched_nms(boxes, scores, class_ids, iou_threshold, max_det=None, use_cv2=N
     while True:
         order = top_order(scores, k)
         keep = _grouped_greedy(boxes[order], class_ids[order], iou_threshold)
-        if keep is None:  # k came from a smaller prefix that kept too few: start the offset path at k
-            return _offset_nms(boxes, scores, class_ids, iou_threshold, max_det, use_cv2, start_k=k)
+        if keep is None:
+            return _windowed_greedy(boxes, scores, class_ids, iou_threshold, limit)
         kept = order[keep]
         if kept.size >= limit or k >= n:
             return kept[:limit].astype(np.int64)

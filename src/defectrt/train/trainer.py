@@ -13,6 +13,7 @@ A run writes to PROJECT/NAME (NAME, NAME2, NAME3, ... - a new run never reuses a
 """
 from __future__ import annotations
 
+import collections
 import copy
 import csv
 import json
@@ -27,6 +28,7 @@ from torch import nn
 
 from defectrt.errors import UserInputError
 from defectrt.fileio import atomic_path
+from defectrt.models import torchzip
 
 STATE_FILE = "last_state.pt"
 STATE_VERSION = 1
@@ -161,13 +163,44 @@ def _run_dir_of(path):
 
 
 def _load_state(path):
+    """The resume state, read by models.torchzip, never by torch.load: torch.load dispatches on the file's
+    format (a TorchScript archive named last_state.pt goes to torch.jit.load, which runs its code; torch < 2.4
+    does so even with weights_only=True). Only plain data is accepted (_first_foreign)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise UserInputError("{}: cannot read the training state ({}: {})".format(path, type(exc).__name__, exc))
+        state = torchzip.load(path)
+    except UserInputError as exc:  # torchzip names the file and the reason (TorchScript, truncated, ...)
+        raise UserInputError("{} (--resume: only the weights/{} that `defectrt train` wrote can be resumed; "
+                             "resume another run or start a new one)".format(exc, STATE_FILE)) from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserInputError("{}: not a defectrt training state (version {})".format(path, STATE_VERSION))
+    foreign = _first_foreign(state)
+    if foreign is not None:
+        raise UserInputError("{}: not a defectrt training state: it holds a {} at {}; a training state holds only "
+                             "tensors, numbers, strings, lists and dicts".format(path, *foreign))
     return state
+
+
+_STATE_LEAVES = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _first_foreign(obj):
+    """-> (type name, where) of the first value that is not plain state data, or None (each object once)."""
+    stack, seen = [(obj, "the top")], set()
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _STATE_LEAVES):
+            continue
+        if type(value) not in (dict, collections.OrderedDict, list, tuple):
+            return type(value).__name__, where
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            if not isinstance(k, _STATE_LEAVES):
+                return type(k).__name__, "a key of {}".format(where)
+            stack.append((v, "{}[{!r:.40}]".format(where, k)))
+    return None
 
 
 def _param_groups(model, weight_decay):
