@@ -60,9 +60,11 @@ windows() {
   mkdir -p "$W/deps/include" "$W/deps/share/cmake" "$W/ort" "$W/c"
   # nlohmann/json is header-only: its host package, seen alone (the host's /usr/include must not reach MinGW).
   ln -sfn /usr/include/nlohmann "$W/deps/include/nlohmann"
+  local jcfg
+  jcfg=$(find /usr/share/cmake /usr/lib/cmake /usr/share -maxdepth 3 -name nlohmann_jsonConfig.cmake 2>/dev/null | head -1)
+  [ -n "$jcfg" ] || { say "windows: SKIPPED: no nlohmann_jsonConfig.cmake under /usr (nlohmann-json3-dev)"; return 0; }
   rm -rf "$W/deps/share/cmake/nlohmann_json"
-  cp -r "$(dirname "$(find /usr/share/cmake /usr/lib/cmake /usr/share -maxdepth 3 -name nlohmann_jsonConfig.cmake 2>/dev/null | head -1)")" \
-    "$W/deps/share/cmake/nlohmann_json" || { say "windows: FAILED: no nlohmann_jsonConfig.cmake"; return 1; }
+  cp -r "$(dirname "$jcfg")" "$W/deps/share/cmake/nlohmann_json" || return 1
   # onnxruntime.dll's import library. libdefectrt calls only OrtGetApiBase (everything else goes through the OrtApi
   # table it returns), which every onnxruntime.dll exports unmangled (x64 has no __stdcall decoration).
   printf 'LIBRARY onnxruntime.dll\nEXPORTS\n    OrtGetApiBase\n' > "$W/ort/onnxruntime.def"
