@@ -20,13 +20,7 @@
 #include <vector>
 
 #if defined(_WIN32)
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX  // MinGW's libstdc++ defines it already
-#define NOMINMAX
-#endif
-#include <windows.h>
+#include "../windows_api.h"
 #else
 #include <dlfcn.h>
 #endif
