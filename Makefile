@@ -62,6 +62,13 @@ install-triton: install-test
 lint-py38-triton: install-test
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/client.py src/defectrt/serving/protocol.py
 
+# --- portability of native/ (winbuild): MinGW-w64 cross build of the Windows code (defectrt.dll), a g++ -Wpedantic
+# and a clang-14 -Werror build, and a source lint for GCC 7.5 / MSVC 2019 (neither compiler exists here). Installs
+# g++-mingw-w64-x86-64-posix and clang-14 when missing; each part skips with a printed reason without its compiler.
+.PHONY: portability
+portability: install-test
+	DRT_PYTHON=$(PY) bash native/portability.sh
+
 # The README's test command (CI runs exactly this): every install, the native builds and checks, then pytest.
-test: install-test lint-py38 install-triton lint-py38-triton native trt-matrix
+test: install-test lint-py38 install-triton lint-py38-triton native trt-matrix portability
 	$(VENV)/bin/pytest -q -ra

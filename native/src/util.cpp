@@ -9,10 +9,7 @@
 #include <sstream>
 
 #if defined(_WIN32)
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
+#include "windows_api.h"
 #endif
 
 namespace drt {

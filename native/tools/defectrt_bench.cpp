@@ -28,7 +28,10 @@
 #include <thread>
 #include <vector>
 
-#if !defined(_WIN32)
+#if defined(_WIN32)
+#include "windows_api.h"
+#include <shellapi.h>  // CommandLineToArgvW
+#else
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -115,10 +118,10 @@ json summarize(std::vector<double> v) {
   const size_t n = v.size();
   double sum = 0;
   for (double x : v) sum += x;
-  const double mean = sum / n;
+  const double mean = sum / static_cast<double>(n);
   double var = 0;
   for (double x : v) var += (x - mean) * (x - mean);
-  var /= n;
+  var /= static_cast<double>(n);
   const double sd = std::sqrt(var);
   auto pct = [&](int p) {
     size_t rank = (static_cast<size_t>(p) * n + 99) / 100;  // ceil(p * n / 100), exact in integers
@@ -183,6 +186,67 @@ long peak_rss_bytes() {
   return -1;
 }
 
+// The arguments as UTF-8, the encoding the library takes paths in. On Windows argv is in the ANSI code page, so
+// the wide command line is converted instead (non-ASCII image / model / report paths would fail otherwise).
+std::vector<std::string> utf8_args(int argc, char** argv) {
+#if defined(_WIN32)
+  int n = 0;
+  LPWSTR* w = CommandLineToArgvW(GetCommandLineW(), &n);
+  if (w != nullptr && n == argc) {
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i) {
+      const int bytes = WideCharToMultiByte(CP_UTF8, 0, w[i], -1, nullptr, 0, nullptr, nullptr);
+      std::string a(bytes > 0 ? static_cast<size_t>(bytes) : 1, '\0');
+      if (bytes > 0) WideCharToMultiByte(CP_UTF8, 0, w[i], -1, &a[0], bytes, nullptr, nullptr);
+      a.resize(a.size() - 1);  // the terminating NUL
+      out.push_back(a);
+    }
+    LocalFree(w);
+    return out;
+  }
+  if (w != nullptr) LocalFree(w);
+#endif
+  return std::vector<std::string>(argv, argv + argc);
+}
+
+// "WxH" -> w, h (1..16384 each).
+bool parse_size(const std::string& v, int* w, int* h) {
+  const size_t x = v.find('x');
+  if (x == std::string::npos || x == 0 || x + 1 >= v.size()) return false;
+  try {
+    size_t used_w = 0, used_h = 0;
+    *w = std::stoi(v.substr(0, x), &used_w);
+    *h = std::stoi(v.substr(x + 1), &used_h);
+    return used_w == x && used_h == v.size() - x - 1 && *w >= 1 && *h >= 1 && *w <= 16384 && *h <= 16384;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// UTC "YYYY-MM-DDTHH:MM:SSZ" (gmtime_s / gmtime_r: std::gmtime is not thread-safe and MSVC deprecates it, C4996).
+std::string utc_stamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm t{};
+#if defined(_WIN32)
+  gmtime_s(&t, &now);
+#else
+  gmtime_r(&now, &t);
+#endif
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &t);
+  return stamp;
+}
+
+// Atomic replace of `to` by `from` (std::rename fails on Windows when `to` exists).
+bool replace_file(const std::string& from, const std::string& to) {
+#if defined(_WIN32)
+  return MoveFileExW(drt::widen(from).c_str(), drt::widen(to).c_str(),
+                     MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) != 0;
+#else
+  return std::rename(from.c_str(), to.c_str()) == 0;
+#endif
+}
+
 std::string basename_of(const std::string& p) {
   size_t s = p.find_last_of("/\\");
   std::string b = s == std::string::npos ? p : p.substr(s + 1);
@@ -194,24 +258,24 @@ std::string basename_of(const std::string& p) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return usage("missing MODEL");
-  std::string model = argv[1], out_path, label;
+  const std::vector<std::string> args = utf8_args(argc, argv);
+  std::string model = args[1], out_path, label;
   std::vector<std::string> image_paths;
   int warmup = 10, iters = 100, syn_w = 1280, syn_h = 720;
   bool bare = false;
   drt::DetectorOptions opts;
-  std::vector<std::string> command(argv, argv + argc);
+  std::vector<std::string> command = args;
   for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
+    std::string a = args[static_cast<size_t>(i)];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) throw drt::Error(drt::Status::InvalidArgument, a + " needs a value");
-      return argv[++i];
+      return args[static_cast<size_t>(++i)];
     };
     try {
       if (a == "--image") image_paths.push_back(value());
       else if (a == "--synthetic") {
         std::string v = value();
-        if (std::sscanf(v.c_str(), "%dx%d", &syn_w, &syn_h) != 2 || syn_w < 1 || syn_h < 1 || syn_w > 16384 ||
-            syn_h > 16384)
+        if (!parse_size(v, &syn_w, &syn_h))
           return usage("--synthetic takes WxH, e.g. 1280x720");
       } else if (a == "--warmup") warmup = std::stoi(value());
       else if (a == "--iters") iters = std::stoi(value());
@@ -230,10 +294,7 @@ int main(int argc, char** argv) {
   json report;
   report["schema"] = "defectrt-bench-report";
   report["schema_version"] = 1;
-  char stamp[32];
-  std::time_t now = std::time(nullptr);
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  report["created_utc"] = stamp;
+  report["created_utc"] = utc_stamp();
   report["defectrt_version"] = DRT_PACKAGE_VERSION;
   report["command"] = command;
   json env = environment();
@@ -331,13 +392,17 @@ int main(int argc, char** argv) {
   } else {
     const std::string tmp = out_path + ".tmp";
     {
+#if defined(_WIN32)
+      std::ofstream f(drt::widen(tmp).c_str(), std::ios::binary);
+#else
       std::ofstream f(tmp.c_str(), std::ios::binary);
+#endif
       if (!(f << text)) {
         std::fprintf(stderr, "defectrt_bench: cannot write %s\n", tmp.c_str());
         return 1;
       }
     }
-    if (std::rename(tmp.c_str(), out_path.c_str()) != 0) {
+    if (!replace_file(tmp, out_path)) {
       std::fprintf(stderr, "defectrt_bench: cannot move %s to %s\n", tmp.c_str(), out_path.c_str());
       return 1;
     }

@@ -20,9 +20,7 @@
 #include <vector>
 
 #if defined(_WIN32)
-#define WIN32_LEAN_AND_MEAN
-#define NOMINMAX
-#include <windows.h>
+#include "../windows_api.h"
 #else
 #include <dlfcn.h>
 #endif
@@ -31,6 +29,7 @@
 #include "../cuda/letterbox_cuda.h"
 #include "../image_input.h"
 #include "../status.h"
+#include "../util.h"
 #include "trt_compat.h"
 
 namespace drt {
@@ -117,11 +116,25 @@ Logger& logger() {
   return *instance;
 }
 
+// Paths are UTF-8 (the C ABI's encoding). On Windows they go through the wide APIs: the narrow ones (LoadLibraryA,
+// std::ifstream(const char*)) would read them in the ANSI code page and miss every non-ASCII path.
+std::ifstream open_binary(const std::string& path, std::ios::openmode mode) {
+#if defined(_WIN32)
+  return std::ifstream(widen(path).c_str(), std::ios::binary | mode);
+#else
+  return std::ifstream(path, std::ios::binary | mode);
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------- shared libraries
 void* open_library(const std::string& path, std::string* error) {
 #if defined(_WIN32)
-  HMODULE h = LoadLibraryA(path.c_str());
-  if (!h) *error = "LoadLibrary error " + std::to_string(static_cast<unsigned long>(GetLastError()));
+  HMODULE h = LoadLibraryW(widen(path).c_str());
+  if (!h) {
+    const unsigned long code = static_cast<unsigned long>(GetLastError());
+    *error = "LoadLibrary error " + std::to_string(code) +
+             (code == 126 ? " (the DLL or one of the DLLs it depends on was not found)" : "");
+  }
   return reinterpret_cast<void*>(h);
 #else
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
@@ -169,7 +182,7 @@ void init_builtin_plugins() {
 // pointers into them for the life of the process.
 void load_plugin_libraries(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) {
-    std::ifstream probe(path, std::ios::binary);
+    std::ifstream probe = open_binary(path, std::ios::in);
     if (!probe) fail(Status::NotFound, "plugin library '" + path + "' does not exist or cannot be read");
     std::string error;
     if (!open_library(path, &error)) {
@@ -182,7 +195,7 @@ void load_plugin_libraries(const std::vector<std::string>& paths) {
 }
 
 std::vector<char> read_engine(const std::string& path) {
-  std::ifstream file(path, std::ios::binary | std::ios::ate);
+  std::ifstream file = open_binary(path, std::ios::in | std::ios::ate);
   if (!file) fail(Status::NotFound, "engine file '" + path + "' does not exist or cannot be read");
   const std::streamoff size = file.tellg();
   if (size <= 0) fail(Status::InvalidArgument, "engine file '" + path + "' is empty");
