@@ -1,14 +1,13 @@
 """`defectrt export ...`: onnx (PyTorch -> ONNX), check (will it parse on TensorRT X.Y?), build (bundle).
 
 Each sub-command is a registrar in SUBCOMMANDS (name -> function(export_subparsers)); `build` comes from
-defectrt.cli.export_build when that module is present. Heavy imports stay inside the handlers.
+defectrt.cli.export_build. Heavy imports stay inside the handlers.
 """
 from __future__ import annotations
 
-import importlib
 import json
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli import export_build, imgsz_arg
 
 
 def _register_onnx(export_sub):
@@ -43,7 +42,7 @@ def _register_onnx(export_sub):
 def _run_onnx(args):
     import logging
 
-    from defectrt.export.onnx_export import export_onnx
+    from defectrt.export.onnx import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     imgsz = imgsz_arg(args.imgsz)
@@ -78,32 +77,14 @@ def _run_check(args):
     return 0 if report.ok else 1
 
 
-def _build_registrar():
-    try:
-        module = importlib.import_module("defectrt.cli.export_build")
-    except ImportError as exc:
-        if exc.name == "defectrt.cli.export_build":
-            return None
-        raise
-    return module.register
-
-
-SUBCOMMANDS = {"onnx": _register_onnx, "check": _register_check}
+SUBCOMMANDS = {"onnx": _register_onnx, "check": _register_check, "build": export_build.register}
 
 
 def register(subparsers):
     p = subparsers.add_parser("export", help="export to ONNX, check TensorRT compatibility, build deployment bundles")
     export_sub = p.add_subparsers(dest="export_command", metavar="SUBCOMMAND")
-    registrars = dict(SUBCOMMANDS)
-    build = _build_registrar()
-    if build is not None:
-        registrars["build"] = build
-    for name in ("onnx", "check", "build"):
-        if name in registrars:
-            registrars[name](export_sub)
-    for name, fn in registrars.items():
-        if name not in ("onnx", "check", "build"):
-            fn(export_sub)
+    for fn in SUBCOMMANDS.values():  # in insertion order: onnx, check, build, then the later ones
+        fn(export_sub)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 # Triton model repository and DeepStream config (issue 20).
