@@ -106,8 +106,8 @@ def test_write_dataset_refuses_to_overwrite_and_validates(tmp_path):
 
 
 def test_data_yaml_round_trips_awkward_strings(tmp_path):
-    from defectrt.data.dataset import parse_simple_yaml
+    from defectrt.data.dataset import parse_yaml
 
     text = synth.data_yaml('/data/a "b" #c', ["sc: ratch", "it's"])
-    d = parse_simple_yaml(text)
+    d = parse_yaml(text)
     assert d["path"] == '/data/a "b" #c' and d["names"] == ["sc: ratch", "it's"] and d["nc"] == 2
