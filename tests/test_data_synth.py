@@ -111,3 +111,12 @@ def test_data_yaml_round_trips_awkward_strings(tmp_path):
     text = synth.data_yaml('/data/a "b" #c', ["sc: ratch", "it's"])
     d = parse_yaml(text)
     assert d["path"] == '/data/a "b" #c' and d["names"] == ["sc: ratch", "it's"] and d["nc"] == 2
+
+
+def test_one_painter_per_defect_class_in_class_id_order():
+    from defectrt.data.synth import pcb, screw
+
+    assert [p.__name__ for p in pcb.PAINTERS] == ["paint_" + n for n in pcb.NAMES]
+    assert (screw.SCRATCH, screw.DENT, screw.COATING, screw.UNPROCESSED) == tuple(
+        screw.NAMES.index(n) for n in ("scratch", "dent", "coating", "unprocessed"))
+    assert synth.KINDS == {"screw": screw.NAMES, "pcb": pcb.NAMES}
