@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from defectrt.cli import imgsz_arg
-from defectrt.cli.backend_args import add_backend_args, openvino_options
+from defectrt.cli.backend_args import add_backend_args
+from defectrt.cli.options import add_imgsz, add_thresholds, detector_options
 
 
 def register(subparsers):
@@ -29,12 +29,10 @@ def register(subparsers):
                    "free runs/detect/exp, exp2, ...; never the input's folder)")
     p.add_argument("--no-save", action="store_true", help="write no files: print the results only")
     p.add_argument("--json", action="store_true", help="print one JSON line per image / frame on stdout")
-    p.add_argument("--conf", type=float, help="confidence threshold (default: the bundle's, else 0.25)")
-    p.add_argument("--iou", type=float, help="NMS IoU threshold (default: the bundle's, else 0.45)")
-    p.add_argument("--max-det", type=int, help="detections kept per image (default: the bundle's, else 300)")
+    add_thresholds(p)
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     add_backend_args(p, inflight=True)
-    p.add_argument("--imgsz", type=int, nargs="+", help="N or H W, for models with a dynamic input size")
+    add_imgsz(p, help="N or H W, for models with a dynamic input size")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--device", help="ONNX Runtime device: cpu (default) or cuda")
     p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
@@ -62,16 +60,14 @@ def run(args):
     if args.no_save and args.save_dir:
         raise UserInputError("--no-save and --save-dir contradict each other; give one")
     kind, value = classify_source(args.source)
-    imgsz = imgsz_arg(args.imgsz)
+    options = detector_options(args)
     frames = Frames(kind, value, on_skip=skipped)
     outputs = None if args.no_save else DetectRun(frames, args.save_dir, force=args.force)
     if outputs is not None:
         outputs.claim()  # before any work: a refused --save-dir costs no model load
     if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
         Detector = _triton_detector(args)  # noqa: N806
-    det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                   classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
-                   device=args.device, openvino=openvino_options(args))
+    det = Detector(args.model, options=options)
     done, names, start = 0, [], time.perf_counter()
     unit = "frame" if frames.is_stream else "img"
     with contextlib.ExitStack() as stack:

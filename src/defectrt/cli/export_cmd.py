@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from defectrt.cli import export_build, imgsz_arg
+from defectrt.cli import export_build
+from defectrt.cli.options import add_batch, add_grid_sample, add_imgsz, add_opset, add_target_trt, add_thresholds, export_spec
 
 
 def _register_onnx(export_sub):
@@ -18,23 +19,15 @@ def _register_onnx(export_sub):
     )
     p.add_argument("model", help="registry name (yolo11n-dysample), checkpoint file, or demo:screw / demo:pcb")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write, e.g. model.onnx")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
-                   help="N or H W, multiples of 32 (default: the checkpoint's, else 640)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
-    g.add_argument("--dynamic-batch", action="store_true", help="make the batch a dynamic axis")
+    add_imgsz(p, help="N or H W, multiples of 32 (default: the checkpoint's, else 640)")
+    add_batch(p)
     p.add_argument("--dynamic-hw", action="store_true", help="make height and width dynamic axes")
-    p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default 17, or 13 for a --target-trt below 8.5 whose parser documents 13)")
-    p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto",
-                   help="DySample sampling: native GridSample (TensorRT >= 8.5), lowered gathers (any TensorRT 8.0+), "
-                   "plugin; auto picks from --target-trt (default auto)")
-    p.add_argument("--target-trt", metavar="X.Y", help="TensorRT version of the device, e.g. 8.2 (JetPack 4.6), 8.5, 10.3")
+    add_opset(p, help="ONNX opset (default 17, or 13 for a --target-trt below 8.5 whose parser documents 13)")
+    add_grid_sample(p)
+    add_target_trt(p)
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--nms", choices=("none", "onnx", "trt"), default="none", help="append NMS to the graph (default none)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold of the in-graph NMS (with --nms)")
-    p.add_argument("--iou", type=float, default=0.45, help="IoU threshold of the in-graph NMS (with --nms)")
-    p.add_argument("--max-det", type=int, default=300, help="detections kept per class and image by the in-graph NMS")
+    add_thresholds(p, conf=0.25, iou=0.45, max_det=300, what=" of the in-graph NMS (with --nms)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_onnx)
 
@@ -45,13 +38,7 @@ def _run_onnx(args):
     from defectrt.export.onnx import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    imgsz = imgsz_arg(args.imgsz)
-    result = export_onnx(
-        args.model, args.output, imgsz=imgsz, batch=args.batch,
-        dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw, opset=args.opset, grid_sample=args.grid_sample,
-        target_trt=args.target_trt, simplify=not args.no_simplify, nms=args.nms, force=args.force,
-        nms_conf=args.conf, nms_iou=args.iou, nms_max_det=args.max_det,
-    )
+    result = export_onnx(args.model, args.output, force=args.force, spec=export_spec(args))
     print(result.summary())
     return 0
 
@@ -64,7 +51,7 @@ def _register_check(export_sub):
         "must be constants, plugins. No TensorRT needed.",
     )
     p.add_argument("model", help="ONNX file")
-    p.add_argument("--target-trt", required=True, metavar="X.Y", help="e.g. 8.2 (JetPack 4.6), 8.5 (JetPack 5.1), 10.3")
+    add_target_trt(p, required=True, help="e.g. 8.2 (JetPack 4.6), 8.5 (JetPack 5.1), 10.3")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_run_check)
 

@@ -40,6 +40,8 @@ import numpy as np
 from defectrt import __version__
 from defectrt.errors import DefectrtError, UserInputError
 from defectrt.export.islands import ISLAND_MARK
+from defectrt.options import ExportSpec
+from defectrt.options import resolve as resolve_options
 from defectrt.fileio import atomic_path, check_output
 
 log = logging.getLogger("defectrt")
@@ -345,7 +347,7 @@ def _model_stride(model):
 
 def export_onnx(model_or_ref, output, imgsz=None, batch=1, dynamic_batch=False, dynamic_hw=False, opset=None,
                 grid_sample="auto", target_trt=None, simplify=True, nms="none", force=False,
-                nms_conf=0.25, nms_iou=0.45, nms_max_det=300, for_cpu=False):
+                nms_conf=0.25, nms_iou=0.45, nms_max_det=300, for_cpu=False, spec=None):
     """Export a detector to ONNX (see the module docstring). Returns an ExportResult.
 
     model_or_ref: nn.Module, registry name ("yolo11n-dysample"), checkpoint path (.safetensors / .pt) or demo:NAME.
@@ -356,8 +358,17 @@ def export_onnx(model_or_ref, output, imgsz=None, batch=1, dynamic_batch=False, 
     for_cpu: the file is for ONNX Runtime on a CPU ("auto" then lowers the grid sampling, see choose_grid_sample).
     target_trt: "8.2", "10.3", ... chooses the grid-sample form and opset, and the result is checked against it.
     nms: "none" (default), or "onnx" / "trt" to append NMS (defectrt.export.nms).
+    spec: the same settings as one defectrt.options.ExportSpec (then give none of them as keywords).
     """
     import onnx
+
+    spec = resolve_options(ExportSpec, spec, dict(
+        imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, opset=opset,
+        grid_sample=grid_sample, target_trt=target_trt, simplify=simplify, nms=nms, nms_conf=nms_conf,
+        nms_iou=nms_iou, nms_max_det=nms_max_det, for_cpu=for_cpu), "export_onnx")
+    imgsz, batch, dynamic_batch, dynamic_hw = spec.imgsz, spec.batch, spec.dynamic_batch, spec.dynamic_hw
+    opset, grid_sample, target_trt, simplify, nms = spec.opset, spec.grid_sample, spec.target_trt, spec.simplify, spec.nms
+    nms_conf, nms_iou, nms_max_det, for_cpu = spec.nms_conf, spec.nms_iou, spec.nms_max_det, spec.for_cpu
 
     output = os.fspath(output)
     if not output.endswith(".onnx"):
