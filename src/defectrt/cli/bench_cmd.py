@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from defectrt.cli.backend_args import add_backend_args, openvino_options
+from defectrt.cli.options import add_imgsz
 from defectrt.errors import UserInputError
 
 
@@ -32,7 +33,7 @@ def register(sub):
                    help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
     add_backend_args(p, inflight=True)
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size H W (or N): default the model's own")
+    add_imgsz(p, help="input size H W (or N): default the model's own")
     p.add_argument("--warmup-s", type=float, default=0.2, help="warm-up seconds (default 0.2, as trtexec)")
     p.add_argument("--warmup-iters", type=int, help="warm up for exactly N queries instead of --warmup-s")
     g = p.add_mutually_exclusive_group()
