@@ -81,11 +81,17 @@ def test_user_errors(models, tmp_path, capsys):
     capsys.readouterr()
     for argv in ([models["dynamic"], "--batch", "1,x"], [models["dynamic"], "--batch", "0"],
                  [str(tmp_path / "missing.onnx")], [models["dynamic"], "--iters", "0"],
-                 [models["fixed"], "--imgsz", "128", "128"], [models["dynamic"], "--cuda-graph"],
-                 ["merge"], ["merge", str(tmp_path / "nope.json")]):
+                 [models["fixed"], "--imgsz", "128", "128"], [models["dynamic"], "--cuda-graph"]):
         assert _run(argv + ["--no-peak"]) == 1, argv
         err = capsys.readouterr().err
         assert err.startswith("defectrt bench: error:") and "Traceback" not in err, err
+    for argv in (["merge"], ["merge", str(tmp_path / "nope.json")]):  # issue 15: merge is its own subcommand
+        assert _run(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("defectrt bench merge: error:") and "Traceback" not in err, err
+    with pytest.raises(SystemExit):  # a measuring option is a usage error of `bench merge`
+        _run(["merge", str(tmp_path / "nope.json"), "--no-peak"])
+    assert "error: unrecognized arguments: --no-peak" in capsys.readouterr().err
 
 
 def test_merge_two_machines(models, tmp_path, capsys):
@@ -102,3 +108,27 @@ def test_merge_two_machines(models, tmp_path, capsys):
     capsys.readouterr()
     assert _run(["merge", a, b]) == 0
     assert "line-pc" in capsys.readouterr().out
+    merged = tmp_path / "old.md"  # the old spelling, options before `merge`, still works (with a warning)
+    assert _run(["--md", merged, "merge", a, b]) == 0
+    assert merged.read_text() == text and "deprecated" in capsys.readouterr().err
+
+
+def test_bench_merge_has_its_own_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "merge", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: defectrt bench merge") and "REPORT" in out and "--batch" not in out
+
+
+def test_recorded_command_line_is_rebuilt_from_the_options():
+    import argparse
+
+    from defectrt.bench.command import bench_command
+
+    ns = argparse.Namespace(models=["m.onnx"], backend="auto", batch="1,2", warmup_s=0.2, warmup_iters=3,
+                            duration_s=3.0, iters=None, threads=None, inflight=None, ov_precision=None,
+                            ov_streams=None, ov_cache_dir=None, label=None, json="r.json", md=None,
+                            imgsz=[64, 96], end_to_end=True, cuda_graph=False, no_peak=True, force=False)
+    assert bench_command(ns) == ["defectrt", "bench", "m.onnx", "--backend", "auto", "--batch", "1,2",
+                                 "--warmup-iters", "3", "--duration-s", "3.0", "--json", "r.json",
+                                 "--imgsz", "64", "96", "--end-to-end", "--no-peak"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from defectrt.data import dataset as dsmod
-from defectrt.data.dataset import Dataset, label_path, load_dataset, parse_simple_yaml, read_labels
+from defectrt.data.dataset import Dataset, label_path, load_dataset, parse_yaml, read_labels
 from defectrt.errors import UserInputError
 
 
@@ -123,15 +123,20 @@ def test_label_path_uses_the_last_images_folder():
     assert label_path(os.path.join("flat", "a.png")) == os.path.join("flat", "a.txt")
 
 
-def test_simple_yaml_subset():
-    d = parse_simple_yaml("# c\npath: ../d  # comment\ntrain: [a, 'b c']\nnc: 2\nnames:\n  - x\n  - 'y # z'\n"
-                          "flag: true\nempty:\n")
+def test_yaml_is_read_with_pyyaml_and_errors_name_file_and_line(tmp_path):
+    d = parse_yaml("# c\npath: ../d  # comment\ntrain: [a, 'b c']\nnc: 2\nnames:\n  - x\n  - 'y # z'\n"
+                   "flag: true\nempty:\n")
     assert d == {"path": "../d", "train": ["a", "b c"], "nc": 2, "names": ["x", "y # z"], "flag": True,
                  "empty": None}
-    with pytest.raises(UserInputError, match=r"f\.yaml:2: "):
-        parse_simple_yaml("a: 1\nnames: [a, b\n", "f.yaml")
-    with pytest.raises(UserInputError, match=r"f\.yaml:3: .*mixes"):
-        parse_simple_yaml("names:\n  - a\n  1: b\n", "f.yaml")
+    assert parse_yaml("names:\n  0: {en: scratch}\n") == {"names": {0: {"en": "scratch"}}}  # nested blocks too
+    with pytest.raises(UserInputError, match=r"f\.yaml:\d+: not valid YAML"):
+        parse_yaml("a: 1\nnames: [a, b\n", "f.yaml")
+    with pytest.raises(UserInputError, match=r"f\.yaml:3: not valid YAML"):
+        parse_yaml("names:\n  - a\n  1: b\n", "f.yaml")
+    with pytest.raises(UserInputError, match="f.yaml: expected a mapping"):
+        parse_yaml("- a\n- b\n", "f.yaml")
+    with pytest.raises(UserInputError, match="not valid YAML"):  # safe_load: no Python objects from a data.yaml
+        parse_yaml("x: !!python/object/apply:os.system ['true']\n", "f.yaml")
 
 
 def test_read_labels_missing_file_means_no_objects(tmp_path):

@@ -106,8 +106,17 @@ def test_write_dataset_refuses_to_overwrite_and_validates(tmp_path):
 
 
 def test_data_yaml_round_trips_awkward_strings(tmp_path):
-    from defectrt.data.dataset import parse_simple_yaml
+    from defectrt.data.dataset import parse_yaml
 
     text = synth.data_yaml('/data/a "b" #c', ["sc: ratch", "it's"])
-    d = parse_simple_yaml(text)
+    d = parse_yaml(text)
     assert d["path"] == '/data/a "b" #c' and d["names"] == ["sc: ratch", "it's"] and d["nc"] == 2
+
+
+def test_one_painter_per_defect_class_in_class_id_order():
+    from defectrt.data.synth import pcb, screw
+
+    assert [p.__name__ for p in pcb.PAINTERS] == ["paint_" + n for n in pcb.NAMES]
+    assert (screw.SCRATCH, screw.DENT, screw.COATING, screw.UNPROCESSED) == tuple(
+        screw.NAMES.index(n) for n in ("scratch", "dent", "coating", "unprocessed"))
+    assert synth.KINDS == {"screw": screw.NAMES, "pcb": pcb.NAMES}

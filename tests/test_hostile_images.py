@@ -79,7 +79,8 @@ def _hostile_folder(folder):
 def test_detect_on_a_hostile_folder_reports_and_counts_what_it_skips(model, tmp_path):
     folder = _hostile_folder(str(tmp_path / "imgs"))
     proc = run_bounded("import sys\nfrom defectrt.cli import main\nsys.exit(main(['detect', {!r}, '-m', {!r}, "
-                       "'--json', '--threads', '1']))".format(folder, model), timeout=120)
+                       "'--json', '--threads', '1', '--save-dir', {!r}]))".format(folder, model, str(tmp_path / "out")),
+                       timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {os.path.basename(r["source"]): r for r in map(json.loads, proc.stdout.splitlines())}
     assert sorted(records) == ["a.png", "b16.png", "c4.png", "d_gray.png", "e_line.png", "f_line.png"]
@@ -117,7 +118,7 @@ def test_a_truncated_video_warns_with_counts(model, tmp_path):
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
     proc = run_bounded("import sys\nfrom defectrt.cli import main\nsys.exit(main(['detect', {!r}, '-m', {!r}, "
-                       "'--json']))".format(path, model), timeout=60)
+                       "'--json', '--no-save']))".format(path, model), timeout=60)
     n = len(proc.stdout.splitlines())
     assert proc.returncode == 0 and 0 < n < 30, proc.stderr[-2000:]
     assert "line.avi ended after {} of its 30 frames".format(n) in proc.stderr

@@ -102,7 +102,7 @@ def native_models(tmp_path_factory):
 
     from defectrt.data.synth import generate
     from defectrt.export.bundle import build_bundle
-    from defectrt.export.onnx_export import export_onnx
+    from defectrt.export.onnx import export_onnx
 
     base = tmp_path_factory.mktemp("native_models")
     calib = base / "calib"

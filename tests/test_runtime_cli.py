@@ -58,10 +58,46 @@ def test_existing_outputs_need_force(model, folder, tmp_path, capsys):
     assert [len(r["detections"]) for r in after] == [1, 1]  # dent 0.7 dropped by --conf 0.8
 
 
-def test_single_image_prints_a_summary_without_json(model, folder, capsys):
+def test_single_image_prints_a_summary_without_json(model, folder, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["detect", str(folder / "a.png"), "-m", model]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "a.png" in out and "1 dent" in out and "1 scratch" in out
+    run = tmp_path / "runs" / "detect" / "exp"  # issue 19: saved by default into the next free run folder
+    assert "1 images, 1 dent, 1 scratch" in captured.err and str(run) in captured.err
+    assert sorted(os.listdir(run)) == [".defectrt-run.json", "a.png", "results.jsonl"]
+    assert json.loads((run / "results.jsonl").read_text())["source"].endswith("a.png")
+
+
+def test_default_run_folders_never_overwrite_and_no_save_writes_nothing(model, folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", str(folder), "-m", model]) == 0
+    assert main(["detect", str(folder / "c.jpg"), "-m", model]) == 0
+    runs = tmp_path / "runs" / "detect"
+    assert sorted(os.listdir(runs)) == ["exp", "exp2"]
+    assert sorted(os.listdir(runs / "exp")) == [".defectrt-run.json", "a.png", "c.jpg", "results.jsonl"]
+    assert sorted(os.listdir(runs / "exp2")) == [".defectrt-run.json", "c.jpg", "results.jsonl"]
+    assert main(["detect", str(folder), "-m", model, "--no-save", "--json"]) == 0
+    assert sorted(os.listdir(runs)) == ["exp", "exp2"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"nope")
+    capsys.readouterr()
+    assert main(["detect", str(bad), "-m", model]) == 1  # a failed run leaves no empty exp3 behind
+    assert "no image could be read" in capsys.readouterr().err
+    assert sorted(os.listdir(runs)) == ["exp", "exp2"]
+    assert main(["detect", str(folder), "-m", model, "--no-save", "--save-dir", "x"]) == 1
+
+
+def test_class_colours_are_distinct_and_stable():
+    from defectrt.viz import class_color
+
+    colours = [class_color(i) for i in range(256)]
+    assert len(set(colours)) == 256 and colours == [class_color(i) for i in range(256)]
+    assert all(0 <= c <= 255 for bgr in colours for c in bgr)
+    near = min(sum(abs(a - b) for a, b in zip(colours[i], colours[i + 1])) for i in range(255))
+    assert near > 60  # neighbouring class ids are told apart at a glance
 
 
 def _write_video(path, n=5):

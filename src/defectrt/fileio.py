@@ -299,6 +299,22 @@ def claim_outputs(folder, names, force=False, input_dirs=(), tool="defectrt"):
     return [os.path.join(folder, n) for n in names]
 
 
+def next_run_dir(project, name):
+    """Create and return PROJECT/NAME, or NAME2, NAME3, ... if it exists (never an existing folder)."""
+    try:
+        os.makedirs(project, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError("cannot create the project folder {}: {}".format(project, exc.strerror))
+    for n in range(1, 100000):
+        path = os.path.join(project, name if n == 1 else "{}{}".format(name, n))
+        try:
+            os.makedirs(path)  # atomic: two runs starting together still get different folders
+        except FileExistsError:
+            continue
+        return path
+    raise UserInputError("{}: too many runs named {}".format(project, name))
+
+
 def sha256_file(path, chunk=1 << 20):
     h = hashlib.sha256()
     with open(path, "rb") as f:

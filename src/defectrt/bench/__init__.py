@@ -7,6 +7,7 @@
 - `environment`  the machine / software / clock-state record every report carries
 - `flops`        FLOPs counted from an ONNX graph, and the machine's measured matmul peak
 - `report`       the JSON report schema, Markdown rendering, merging reports across machines
+- `command`      the command line a report records, rebuilt from the parsed options
 
 The command is `defectrt bench` (defectrt/cli/bench_cmd.py); the scripts in benchmarks/ use the same parts.
 """

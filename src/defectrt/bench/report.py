@@ -211,6 +211,12 @@ SUMMARY_HEADER = ["model", "precision", "imgsz", "batch", "mode", "median (ms)",
                   "GFLOPs/img", "efficiency", "status"]
 
 
+def summary_markdown(report):
+    """The short table printed on stdout when the full report goes to files (header and rows, no rule)."""
+    return "\n".join(["| " + " | ".join(SUMMARY_HEADER) + " |"] +
+                     ["| " + " | ".join(str(c) for c in r) + " |" for r in summary_rows(report)]) + "\n"
+
+
 def to_markdown(report):
     env = report.get("environment") or {}
     machine = report.get("machine") or {}

@@ -50,14 +50,14 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route_nested(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         result = args.func(args)
     except DefectrtError as exc:
-        print("defectrt {}: error: {}".format(args.command, exc), file=sys.stderr)
+        print("defectrt {}: error: {}".format(getattr(args, "command_label", args.command), exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("defectrt {}: interrupted".format(args.command), file=sys.stderr)
@@ -67,3 +67,19 @@ def main(argv=None):
 
 # Triton serving (issue 20): `defectrt serve`.
 _COMMAND_MODULES += ("serve_cmd",)
+
+
+# issue 15: nested sub-commands. `defectrt PARENT CHILD ...` is parsed by the parser registered as
+# "PARENT-CHILD" (prog "defectrt PARENT CHILD"), so `bench merge` has its own options and help while
+# `bench MODEL...` keeps its positional models.
+_NESTED = {("bench", "merge"): "bench-merge"}
+
+
+def route_nested(argv):
+    argv = [str(a) for a in argv]
+    for i, token in enumerate(argv):
+        if not token.startswith("-"):  # the command: the first word that is not an option
+            if tuple(argv[i:i + 2]) in _NESTED:
+                return argv[:i] + [_NESTED[tuple(argv[i:i + 2])]] + argv[i + 2:]
+            break
+    return argv

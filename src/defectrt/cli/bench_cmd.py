@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from defectrt.cli.backend_args import add_backend_args, openvino_options
+from defectrt.cli.options import add_imgsz
 from defectrt.errors import UserInputError
 
 
@@ -32,7 +33,7 @@ def register(sub):
                    help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
     add_backend_args(p, inflight=True)
     p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size H W (or N): default the model's own")
+    add_imgsz(p, help="input size H W (or N): default the model's own")
     p.add_argument("--warmup-s", type=float, default=0.2, help="warm-up seconds (default 0.2, as trtexec)")
     p.add_argument("--warmup-iters", type=int, help="warm up for exactly N queries instead of --warmup-s")
     g = p.add_mutually_exclusive_group()
@@ -53,6 +54,7 @@ def register(sub):
     p.add_argument("--clients", default="1,4,8", help="with --triton: concurrent clients per round (default 1,4,8)")
     p.add_argument("--requests", type=int, default=200, help="with --triton: requests per client (default 200)")
     p.set_defaults(func=run)
+    register_merge(sub)
 
 
 def run_triton(args):
@@ -122,6 +124,17 @@ def _emit(args, json_obj, markdown, summary=None):
                 print("wrote {}".format(path))
 
 
+def register_merge(sub):
+    """`defectrt bench merge REPORT...`: its own parser (cli.main routes `bench merge` here)."""
+    p = sub.add_parser("bench-merge", prog="defectrt bench merge",
+                       description="Put bench reports (JSON) from several machines into one comparison table.")
+    p.add_argument("reports", nargs="*", metavar="REPORT", help="report JSON files written by defectrt bench --json")
+    p.add_argument("--json", metavar="PATH", help="write the comparison table (JSON) here")
+    p.add_argument("--md", metavar="PATH", help="write the comparison table (Markdown) here")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=lambda args: run_merge(args, args.reports), command_label="bench merge")
+
+
 def run_merge(args, files):
     from defectrt.bench import report as rep
 
@@ -139,11 +152,14 @@ def run(args):
         return run_triton(args)
     if not args.models:
         raise UserInputError("give a model to measure (or --triton URL, or `bench merge` with reports)")
-    if args.models[0] == "merge":
+    if args.models[0] == "merge":  # options before `merge` (`bench --md X merge A B`): the old spelling
+        print("defectrt bench: warning: write `defectrt bench merge REPORT... [--md/--json/--force]`, options "
+              "after `merge`; this spelling is deprecated", file=sys.stderr)
         return run_merge(args, args.models[1:])
     import os
 
     from defectrt.bench import environment, report as rep, runner, timing
+    from defectrt.bench.command import bench_command
     from defectrt.bench.flops import peak_gflops
 
     batches = parse_batches(args.batch)
@@ -168,36 +184,12 @@ def run(args):
                     backend=args.backend, batches=batches)
     if args.inflight:
         settings.update(mode="throughput", inflight=args.inflight)
-    report = rep.new_report(_command_from_args(args), env, settings, label=args.label, peak=peak)
+    report = rep.new_report(bench_command(args), env, settings, label=args.label, peak=peak)
     for m in args.models:
         report["results"] += runner.bench_model(
             m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
             settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
             inflight=args.inflight, openvino=openvino,
         )
-    md = rep.to_markdown(report)
-    summary = "\n".join(["| " + " | ".join(rep.SUMMARY_HEADER) + " |"] +
-                        ["| " + " | ".join(str(c) for c in r) + " |" for r in rep.summary_rows(report)]) + "\n"
-    _emit(args, report, md, summary=summary)
+    _emit(args, report, rep.to_markdown(report), summary=rep.summary_markdown(report))
     return 0 if any(r.get("status") == "ok" for r in report["results"]) else 1
-
-
-def _command_from_args(args):
-    """The command line, rebuilt from the parsed options (the same whether run as a program or via main(argv))."""
-    cmd = ["defectrt", "bench"] + list(args.models)
-    warmup_s = None if args.warmup_iters is not None else args.warmup_s
-    for flag, value in (("--backend", args.backend), ("--batch", args.batch), ("--warmup-s", warmup_s),
-                        ("--warmup-iters", args.warmup_iters), ("--duration-s", None if args.iters else args.duration_s),
-                        ("--iters", args.iters), ("--threads", args.threads), ("--inflight", args.inflight),
-                        ("--ov-precision", args.ov_precision), ("--ov-streams", args.ov_streams),
-                        ("--ov-cache-dir", args.ov_cache_dir), ("--label", args.label),
-                        ("--json", args.json), ("--md", args.md)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    if args.imgsz:
-        cmd += ["--imgsz"] + [str(v) for v in args.imgsz]
-    for flag, on in (("--end-to-end", args.end_to_end), ("--cuda-graph", args.cuda_graph), ("--no-peak", args.no_peak),
-                     ("--force", args.force)):
-        if on:
-            cmd.append(flag)
-    return cmd

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import add_batch, add_grid_sample, add_imgsz, add_opset, add_target_trt, add_thresholds, build_spec
 
 
 def register(export_sub):
@@ -27,11 +27,9 @@ def register(export_sub):
     p.add_argument("--calib-method", choices=("max", "entropy"), default="max",
                    help="INT8 activation ranges: max (absolute max, the default) or entropy (KL divergence, clips "
                    "outliers; with --int8-flavour trt it is many times slower to calibrate)")
-    p.add_argument("--target-trt", help="TensorRT version of the device, e.g. 8.2 (JetPack 4.6) or 10.3")
-    p.add_argument("--imgsz", type=int, nargs="+", help="N or H W (default: the checkpoint's, else 640)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--batch", type=int, default=1)
-    g.add_argument("--dynamic-batch", action="store_true")
+    add_target_trt(p, help="TensorRT version of the device, e.g. 8.2 (JetPack 4.6) or 10.3")
+    add_imgsz(p, help="N or H W (default: the checkpoint's, else 640)")
+    add_batch(p)
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the engine profile with --dynamic-batch")
     p.add_argument("--workspace", default="auto", help="builder workspace (e.g. 2G, 512M; default auto: 1G, which "
                    "fits a 4 GB Jetson Nano; raise it on bigger devices)")
@@ -39,14 +37,11 @@ def register(export_sub):
                    "bundle, device-local and not hashed)")
     p.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Xavier / Orin AGX, NX)")
     p.add_argument("--val", metavar="DATA", help="dataset to measure mAP of FP32 and of the final precision")
-    p.add_argument("--grid-sample", choices=("auto", "native", "lowered", "plugin"), default="auto",
-                   help="DySample sampling form (default auto: from --target-trt; lowered for a CPU bundle - "
-                   "fp32 / bf16 without --target-trt and without an engine, or --int8-flavour cpu - the faster form "
-                   "on ONNX Runtime and OpenVINO)")
-    p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default 17, or the most the --target-trt parser documents, e.g. 13 for 8.0-8.2)")
-    p.add_argument("--conf", type=float, default=0.25, help="default confidence threshold stored in the manifest")
-    p.add_argument("--iou", type=float, default=0.45, help="default NMS IoU stored in the manifest")
+    add_grid_sample(p, help="DySample sampling form (default auto: from --target-trt; lowered for a CPU bundle - "
+                    "fp32 / bf16 without --target-trt and without an engine, or --int8-flavour cpu - the faster form "
+                    "on ONNX Runtime and OpenVINO)")
+    add_opset(p)
+    add_thresholds(p, conf=0.25, iou=0.45, what=" stored in the manifest", max_det_flag=False)
     p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
     # accuracy gate and QAT (defectrt.export.accuracy_gate, defectrt.export.sensitivity, defectrt.train.qat)
     p.add_argument("--max-loss", type=float, default=0.5,
@@ -91,15 +86,8 @@ def run(args):
 
     gate = GateOptions(max_loss=args.max_loss, max_recall_drop=args.max_recall_drop, accept_loss=args.accept_loss,
                        fallback=not args.no_fallback)
-    manifest = bundle.build_bundle(
-        args.model, args.output, precision=args.precision, calib=args.calib, calib_count=args.calib_count,
-        int8_flavour=args.int8_flavour, calib_method=args.calib_method, target_trt=args.target_trt,
-        imgsz=imgsz_arg(args.imgsz), batch=args.batch,
-        dynamic_batch=args.dynamic_batch, max_batch=args.max_batch, workspace=args.workspace,
-        timing_cache=args.timing_cache, dla_core=args.dla_core, val=args.val, conf=args.conf, iou=args.iou,
-        opset=args.opset, grid_sample=args.grid_sample, plugins=args.plugins, force=args.force,
-        gate=gate, qat_epochs=args.qat_epochs,
-    )
+    manifest = bundle.build_bundle(args.model, args.output, force=args.force, spec=build_spec(args), gate=gate,
+                                   qat_epochs=args.qat_epochs)
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(
         args.output, manifest["precision"], manifest["imgsz"][0], manifest["imgsz"][1], manifest["grid_sample"],
         manifest["engine"]["tensorrt_version"] if manifest["engine"] else

@@ -7,6 +7,7 @@ import sys
 
 from defectrt.cli import imgsz_arg
 from defectrt.cli.backend_args import add_backend_args, openvino_options
+from defectrt.cli.options import add_imgsz, add_thresholds
 
 RUNTIME_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
@@ -23,11 +24,8 @@ def register(sub):
                    "registry name or demo:NAME")
     p.add_argument("--data", required=True, help="data.yaml, or a folder with data.yaml or images/ + labels/")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
-                   help="N or H W: PyTorch models and dynamic-size ONNX (default: the model's)")
-    p.add_argument("--conf", type=float, default=0.001, help="detector confidence threshold (default 0.001, for mAP)")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
-    p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
+    add_imgsz(p, help="N or H W: PyTorch models and dynamic-size ONNX (default: the model's)")
+    add_thresholds(p, conf=0.001, iou=0.6, max_det=300, what=" (low defaults: mAP needs the whole ranking)")
     p.add_argument("--batch", type=int, default=8, help="images per inference call (default 8)")
     add_backend_args(p)
     p.add_argument("--pr-conf", type=float,

@@ -17,7 +17,6 @@ collected first, then reported at once, each with its file and line.
 from __future__ import annotations
 
 import collections
-import json
 import os
 
 import numpy as np
@@ -94,166 +93,27 @@ def read_image(path):
 
 
 def read_yaml(path):
-    """A dataset YAML as a dict: PyYAML when installed, else the small subset data.yaml files use."""
+    """A dataset YAML file as a dict (PyYAML's safe loader: no tags, no code)."""
     try:
         with open(path, "r", encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError("{}: cannot read: {}".format(path, getattr(exc, "strerror", None) or exc))
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text, path="<yaml>"):
+    """YAML text -> dict; errors name the file and line."""
+    import yaml
+
     try:
-        import yaml
-    except ImportError:
-        data = parse_simple_yaml(text, path)
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = "{}:{}".format(path, mark.line + 1) if mark is not None else path
-            raise UserInputError("{}: not valid YAML: {}".format(where, getattr(exc, "problem", None) or exc))
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = "{}:{}".format(path, mark.line + 1) if mark is not None else path
+        raise UserInputError("{}: not valid YAML: {}".format(where, getattr(exc, "problem", None) or exc))
     if not isinstance(data, dict):
         raise UserInputError("{}: expected a mapping (`key: value` lines), e.g. `val: images/val`".format(path))
-    return data
-
-
-def _strip_comment(line):
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _split_flow(body, path, lineno):
-    """Split the inside of [..] or {..} on top-level commas, respecting quotes."""
-    parts, cur, quote, depth = [], [], None, 0
-    for ch in body:
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    if quote or depth:
-        raise UserInputError("{}:{}: unbalanced quotes or brackets".format(path, lineno))
-    last = "".join(cur).strip()
-    if last:
-        parts.append(last)
-    return parts
-
-
-def _split_key(text, path, lineno):
-    """'key: value' -> (key, value); the colon must be followed by a space or end the text."""
-    quote = None
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == ":" and (i + 1 == len(text) or text[i + 1] in " \t"):
-            return _scalar(text[:i].strip(), path, lineno), text[i + 1:].strip()
-    raise UserInputError("{}:{}: expected `key: value`, got {!r}".format(path, lineno, text.strip()))
-
-
-def _scalar(text, path, lineno):
-    t = text.strip()
-    if t.startswith('"'):
-        try:
-            return json.loads(t)
-        except ValueError:
-            raise UserInputError("{}:{}: bad double-quoted string {}".format(path, lineno, t))
-    if t.startswith("'"):
-        if len(t) < 2 or not t.endswith("'"):
-            raise UserInputError("{}:{}: bad single-quoted string {}".format(path, lineno, t))
-        return t[1:-1].replace("''", "'")
-    if t.startswith("["):
-        if not t.endswith("]"):
-            raise UserInputError("{}:{}: a [list] must close on the same line".format(path, lineno))
-        return [_scalar(p, path, lineno) for p in _split_flow(t[1:-1], path, lineno)]
-    if t.startswith("{"):
-        if not t.endswith("}"):
-            raise UserInputError("{}:{}: a {{mapping}} must close on the same line".format(path, lineno))
-        out = {}
-        for p in _split_flow(t[1:-1], path, lineno):
-            k, v = _split_key(p, path, lineno)
-            out[k] = _scalar(v, path, lineno)
-        return out
-    low = t.lower()
-    if low in ("", "~", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(t)
-        except ValueError:
-            pass
-    return t
-
-
-def parse_simple_yaml(text, path="<yaml>"):
-    """The YAML subset dataset files use, for installs without PyYAML.
-
-    Top-level `key: value` lines; values are scalars, one-line [lists] / {mappings}, or an
-    indented block of `- item` lines or `key: value` lines (e.g. `names:` then `  0: scratch`).
-    Anything else is an error naming the line (install PyYAML to read full YAML).
-    """
-    data = {}
-    block_key, block = None, None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = _strip_comment(raw).rstrip()
-        if not line.strip() or line.strip() in ("---", "..."):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        if "\t" in line[: indent + 1]:
-            raise UserInputError("{}:{}: indent with spaces, not tabs".format(path, lineno))
-        body = line.strip()
-        if indent == 0:
-            if block_key is not None:
-                data[block_key] = block
-                block_key = None
-            key, value = _split_key(body, path, lineno)
-            if value:
-                data[key] = _scalar(value, path, lineno)
-            else:
-                block_key, block = key, None
-            continue
-        if block_key is None:
-            raise UserInputError("{}:{}: unexpected indentation".format(path, lineno))
-        if body.startswith("- ") or body == "-":
-            if block is None:
-                block = []
-            if not isinstance(block, list):
-                raise UserInputError("{}:{}: mixes `- item` lines with `key: value` lines".format(path, lineno))
-            block.append(_scalar(body[1:], path, lineno))
-        else:
-            if block is None:
-                block = {}
-            if not isinstance(block, dict):
-                raise UserInputError("{}:{}: mixes `key: value` lines with `- item` lines".format(path, lineno))
-            k, v = _split_key(body, path, lineno)
-            if not v:
-                raise UserInputError("{}:{}: nested blocks are not supported without PyYAML; write "
-                                     "`{}: value` on one line or install PyYAML".format(path, lineno, k))
-            block[k] = _scalar(v, path, lineno)
-    if block_key is not None:
-        data[block_key] = block
     return data
 
 

@@ -153,11 +153,31 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                  target_trt=None,
                  imgsz=None, batch=1, dynamic_batch=False, max_batch=8, workspace="auto", timing_cache=None,
                  dla_core=None, val=None, conf=0.25, iou=0.45, max_det=300, opset=None, grid_sample="auto",
-                 plugins=(), engine="auto", force=False, gate=None, qat_epochs=0):
+                 plugins=(), engine="auto", force=False, gate=None, qat_epochs=0, spec=None):
     """Build a bundle folder. engine: "auto" (build when TensorRT is importable), "never", or "always".
+
     gate: accuracy_gate.GateOptions applied with `val`; qat_epochs: INT8 by quantization-aware fine-tuning
-    on `calib` (a labelled dataset) first (defectrt.export.int8_build)."""
+    on `calib` (a labelled dataset) first (defectrt.export.int8_build).
+    spec: the settings as one defectrt.options.BuildSpec (then give none of them as keywords)."""
     import onnx
+
+    from defectrt.options import BuildSpec, as_kwargs
+    from defectrt.options import resolve as resolve_options
+
+    spec = resolve_options(BuildSpec, spec, dict(
+        precision=precision, calib=calib, calib_count=calib_count, int8_flavour=int8_flavour,
+        calib_method=calib_method, target_trt=target_trt, imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch,
+        max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, dla_core=dla_core, val=val, conf=conf,
+        iou=iou, max_det=max_det, opset=opset, grid_sample=grid_sample, plugins=plugins, engine=engine), "build_bundle")
+    settings = as_kwargs(spec)
+    precision, calib, calib_count, int8_flavour, calib_method, target_trt, imgsz, batch = (
+        settings[k] for k in ("precision", "calib", "calib_count", "int8_flavour", "calib_method", "target_trt",
+                              "imgsz", "batch"))
+    dynamic_batch, max_batch, workspace, timing_cache, dla_core, val, conf, iou = (
+        settings[k] for k in ("dynamic_batch", "max_batch", "workspace", "timing_cache", "dla_core", "val", "conf",
+                              "iou"))
+    max_det, opset, grid_sample, plugins, engine = (
+        settings[k] for k in ("max_det", "opset", "grid_sample", "plugins", "engine"))
 
     from defectrt.export.check import model_opset
     from defectrt.export.engine import import_tensorrt

@@ -28,6 +28,8 @@ import time
 
 from defectrt import trt_compat
 from defectrt.errors import UserInputError
+from defectrt.export.islands import ISLAND_MARK
+
 # The device side owns TensorRT discovery, plugin loading and the GPU identity; the builder reuses them so an
 # engine records exactly what the runtime later compares against.
 from defectrt.runtime.tensorrt_backend import (  # noqa: F401  (re-exported for the export side)
@@ -38,7 +40,6 @@ from defectrt.runtime.tensorrt_backend import (  # noqa: F401  (re-exported for 
     parse_version,
 )
 
-ISLAND_MARK = "/sampler/"
 # Default workspace: 1 GiB fits a 4 GB Jetson Nano (CPU and GPU share its memory) and is plenty for YOLO11;
 # pass --workspace to raise it on bigger devices.
 DEFAULT_WORKSPACE = "1G"

@@ -10,8 +10,8 @@ produced here as an ONNX-to-ONNX step, which also runs and can be measured on ON
   int8): symmetric, zero point 0, activations per tensor, weights per output channel, Q/DQ where
   TensorRT fuses them (Conv inputs, residual Adds); calibrated on the CPU (`calibration_eps=["cpu"]`).
   Calibration method "max" by default: "entropy" (TensorRT's classic calibrator) builds histograms of
-  every tensor and took ~80x longer here (10 min for 16 images at 160x160 on 2 cores) for no better
-  agreement with FP32 on our models; it stays available (`calibration_method="entropy"`).
+  every tensor and is far slower (BENCHMARKS.md, "Lab notes") for no better agreement with FP32 on our
+  models; it stays available (`calibration_method="entropy"`).
   The not-quantized part of the graph is FP32 when `target_trt` is 8.x (8.x wants FP32 into
   QuantizeLinear; the engine builder then sets the FP16 flag) and FP16 otherwise (10.x / 11.x, where
   a strongly typed network runs what the graph says). ModelOpt's own FP16 pass cannot exclude nodes

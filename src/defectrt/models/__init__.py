@@ -5,26 +5,9 @@
     net = models.load("best.pt")          # Ultralytics checkpoint, no Ultralytics needed
     models.save(net, "screw.safetensors") # our format: safetensors + JSON config
 """
+from defectrt.models.checkpoint import load, resolve_model_ref, save
 from defectrt.models.registry import available, create, yolo11
 from defectrt.models.yolo import DetectionModel
-
-
-def load(path, **kwargs):
-    from defectrt.models.checkpoint import load as _load
-
-    return _load(path, **kwargs)
-
-
-def save(model, path, **kwargs):
-    from defectrt.models.checkpoint import save as _save
-
-    return _save(model, path, **kwargs)
-
-
-def resolve_model_ref(ref, nc=80, names=None):
-    from defectrt.models.checkpoint import resolve_model_ref as _resolve
-
-    return _resolve(ref, nc=nc, names=names)
 
 
 def set_sample_mode(model, mode):

@@ -19,6 +19,8 @@ import os
 import numpy as np
 
 from defectrt.errors import UserInputError
+from defectrt.options import DetectorOptions
+from defectrt.options import resolve as resolve_options
 from defectrt.runtime import bundle as bundle_mod
 from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.pipeline import pipelined
@@ -92,7 +94,14 @@ class Detector(object):
     """
 
     def __init__(self, model, backend="auto", conf=None, iou=None, max_det=None, classes=None, threads=None,
-                 imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None, openvino=None):
+                 imgsz=None, plugins=(), device=None, cuda_graph=False, max_batch=None, openvino=None, options=None):
+        # issue 15: the settings as one frozen DetectorOptions (given whole, or built from the keywords)
+        o = self.options = resolve_options(DetectorOptions, options, dict(
+            backend=backend, conf=conf, iou=iou, max_det=max_det, classes=classes, threads=threads, imgsz=imgsz,
+            plugins=plugins, device=device, cuda_graph=cuda_graph, max_batch=max_batch, openvino=openvino), "Detector")
+        backend, conf, iou, max_det, classes, threads = o.backend, o.conf, o.iou, o.max_det, o.classes, o.threads
+        imgsz, plugins, device, cuda_graph, max_batch, openvino = (o.imgsz, o.plugins, o.device, o.cuda_graph,
+                                                                   o.max_batch, o.openvino)
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         threads = limits.check_threads(threads)

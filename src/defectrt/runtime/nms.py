@@ -4,10 +4,9 @@ Semantics (both implementations): boxes are visited in descending score order (t
 first), a box is dropped when its IoU with an already kept box is strictly greater than the
 threshold, IoU = inter / (area_a + area_b - inter) with no +1 pixel convention.
 
-Implementation: cv2.dnn.NMSBoxes on float (Rect2d) boxes, which measured ~25x faster than the
-vectorised numpy loop below on a typical 120-candidate image (0.06 vs 1.5 ms on one core).
-NMSBoxes itself never stops early: it compares every candidate with every kept box, so 8400 candidates
-of a random-weights model took ~190 ms. Greedy NMS decides a box from the boxes ranked above it only,
+Implementation: cv2.dnn.NMSBoxes on float (Rect2d) boxes, much faster than the vectorised numpy loop
+below (BENCHMARKS.md, "Lab notes"). NMSBoxes itself never stops early: it compares every candidate with
+every kept box, which is slow on the thousands of candidates of an untrained model. Greedy NMS decides a box from the boxes ranked above it only,
 so the kept list of the `top_k` best candidates is exactly the prefix of the full kept list: it runs on
 the best 4 * max_det candidates first and widens (x4) only while fewer than max_det were kept.
 batched_nms (what postprocess calls) goes further: it groups the candidates by class, so boxes of

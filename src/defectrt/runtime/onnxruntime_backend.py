@@ -4,10 +4,9 @@ Session settings, and why:
 - graph optimisation ORT_ENABLE_ALL (layout / fusion passes; a one-off cost at load).
 - intra-op threads = `threads` (None: ONNX Runtime's default, one per physical core); inter-op 1 with
   sequential execution, since a YOLO graph is a chain and parallel branches only add contention.
-- `session.run` with the output names resolved once. IOBinding with preallocated outputs was measured
-  against it (benchmarks/bench_runtime_overhead.py, one core): no gain on the CPU provider (a 2 ms model:
-  2.15 ms run vs 2.18 ms IOBinding; yolo11n-dysample 384x672: within noise), since the outputs are small
-  and the input is used in place either way. So the simpler call stays; the Detector reuses its input blob.
+- `session.run` with the output names resolved once. IOBinding with preallocated outputs gains nothing on
+  the CPU provider (BENCHMARKS.md, "Lab notes"), since the outputs are small and the input is used in place
+  either way. So the simpler call stays; the Detector reuses its input blob.
 """
 from __future__ import annotations
 

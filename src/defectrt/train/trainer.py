@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from defectrt.errors import UserInputError
-from defectrt.fileio import atomic_path
+from defectrt.fileio import atomic_path, next_run_dir
 from defectrt.models import torchzip
 
 STATE_FILE = "last_state.pt"
@@ -116,22 +116,6 @@ def fitness(metrics):
     if not metrics or metrics.get("map50") is None:
         return 0.0
     return 0.1 * float(metrics["map50"] or 0) + 0.9 * float(metrics["map50_95"] or 0)
-
-
-def increment_run_dir(project, name):
-    """Create and return PROJECT/NAME, or NAME2, NAME3, ... if it exists (never an existing folder)."""
-    try:
-        os.makedirs(project, exist_ok=True)
-    except OSError as exc:
-        raise UserInputError("cannot create the project folder {}: {}".format(project, exc.strerror))
-    for n in range(1, 100000):
-        path = os.path.join(project, name if n == 1 else "{}{}".format(name, n))
-        try:
-            os.makedirs(path)  # atomic: two runs starting together still get different folders
-        except FileExistsError:
-            continue
-        return path
-    raise UserInputError("{}: too many runs named {}".format(project, name))
 
 
 def find_resumable(project):
@@ -381,7 +365,7 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
     if state is None:
         _set_seed(cfg["seed"])
         net = _resolve_model(model, train_set)
-        save_dir = increment_run_dir(project, name)
+        save_dir = next_run_dir(project, name)
     else:
         from defectrt.models.checkpoint import load as load_ckpt
 
