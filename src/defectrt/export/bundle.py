@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 
 from defectrt import __version__
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 
@@ -71,7 +71,7 @@ def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_s
                  for_cpu=False):
     if str(model_ref).endswith(".onnx"):
         if not os.path.isfile(model_ref):
-            raise UserInputError("{}: no such ONNX file".format(model_ref))
+            raise NotFound("{}: no such ONNX file".format(model_ref))
         shutil.copyfile(model_ref, out_path)
         return {"grid_sample_reason": "taken as given from the ONNX file"}
     from defectrt.export.onnx import export_onnx

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.fileio import atomic_path
 from defectrt.models.torchzip import open_regular
 from defectrt.models.yolo import ArchitectureError, DetectionModel, state_dict_shapes
@@ -96,7 +96,7 @@ def load(path, nc=None):
     """Load a `.safetensors` (ours) or Ultralytics `.pt` checkpoint -> eval-mode DetectionModel with `.names`."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UserInputError("{}: no such checkpoint file".format(path))
+        raise NotFound("{}: no such checkpoint file".format(path))
     open_regular(path).close()  # a FIFO or device named best.pt is refused before anything reads it
     if path.endswith(".safetensors"):
         model = _load_safetensors(path)

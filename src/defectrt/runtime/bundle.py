@@ -20,7 +20,7 @@ import posixpath
 import re
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.fileio import sha256_file
 from defectrt.runtime import limits
 
@@ -80,7 +80,7 @@ def read_manifest(folder, verify=True):
     folder = os.fspath(folder)
     path = os.path.join(folder, MANIFEST)
     if not os.path.isdir(folder):
-        raise UserInputError("{}: no such bundle folder".format(folder))
+        raise NotFound("{}: no such bundle folder".format(folder))
     if not os.path.isfile(path):
         raise UserInputError("{}: not a bundle ({} is missing); build one with `defectrt export build`".format(
             folder, MANIFEST))

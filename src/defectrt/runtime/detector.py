@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import bundle as bundle_mod
 from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.pipeline import pipelined
@@ -96,7 +96,8 @@ class Detector(object):
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         threads = limits.check_threads(threads)
-        self._check_thresholds(conf, iou, max_det)  # before a model is loaded: a typo costs no load time
+        # Checked once, before a model is loaded (a typo costs no load time); stored ones by bundle.thresholds.
+        conf, iou, max_det = self._check_thresholds(conf, iou, max_det)
         self.manifest = None
         self._openvino = dict(openvino or {})
         stored = {}
@@ -118,10 +119,9 @@ class Detector(object):
         self.names = dict(getattr(self.backend, "names", None) or {})
         if self.manifest is not None and self.manifest.get("names"):
             self.names.update(modelinfo.parse_names(self.manifest["names"], bundle_mod.MANIFEST + " `names`"))
-        self.conf, self.iou, self.max_det = self._check_thresholds(
-            conf if conf is not None else stored.get("conf", DEFAULTS["conf"]),
-            iou if iou is not None else stored.get("iou", DEFAULTS["iou"]),
-            max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"]))
+        self.conf = conf if conf is not None else stored.get("conf", DEFAULTS["conf"])
+        self.iou = iou if iou is not None else stored.get("iou", DEFAULTS["iou"])
+        self.max_det = max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"])
         self.classes = None if classes is None else [limits.check_class_id(c, "classes") for c in classes]
         self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
         self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
@@ -139,7 +139,7 @@ class Detector(object):
         if os.path.isdir(path):
             return self._open_bundle(path, backend, threads, imgsz, plugins, device, cuda_graph)
         if not os.path.exists(path):
-            raise UserInputError("{}: no such model file or bundle folder".format(path))
+            raise NotFound("{}: no such model file or bundle folder".format(path))
         lower = path.lower()
         if lower.endswith(ENGINE_SUFFIXES):
             if backend == "onnxruntime":

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import limits, modelinfo
 
 log = logging.getLogger("defectrt")
@@ -48,7 +48,7 @@ class OnnxRuntimeBackend(object):
         self._settings = {"threads": threads, "device": device, "imgsz": imgsz, "optimization": optimization}
         self.path = os.fspath(path)
         if model_bytes is None and not os.path.isfile(self.path):
-            raise UserInputError("{}: no such ONNX file".format(self.path))
+            raise NotFound("{}: no such ONNX file".format(self.path))
         threads = limits.check_threads(threads)
         opts = ort.SessionOptions()
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,

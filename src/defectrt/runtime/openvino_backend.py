@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import modelinfo
 
 log = logging.getLogger("defectrt")
@@ -86,7 +86,7 @@ class OpenVinoBackend(object):
             raise UserInputError("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
-            raise UserInputError("{}: no such ONNX file".format(self.path))
+            raise NotFound("{}: no such ONNX file".format(self.path))
         if str(precision).lower() not in PRECISIONS:
             raise UserInputError("precision {!r}: choose f32 (default) or bf16".format(precision))
         if threads is not None and int(threads) < 1:

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import modelinfo
 
 log = logging.getLogger("defectrt")
@@ -141,7 +141,7 @@ def load_plugin_libraries(trt, logger, plugins=()):
     handles = []
     for path in plugins or ():
         if not os.path.isfile(path):
-            raise UserInputError("plugin library {} not found; build it with plugins/README.md".format(path))
+            raise NotFound("plugin library {} not found; build it with plugins/README.md".format(path))
         handles.append(ctypes.CDLL(os.path.abspath(path)))
     return handles
 
@@ -208,7 +208,7 @@ def check_input_shape(tensor, shape, profile):
 def read_engine_file(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UserInputError("{}: no such TensorRT engine file".format(path))
+        raise NotFound("{}: no such TensorRT engine file".format(path))
     with open(path, "rb") as f:
         return f.read()
 
