@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from defectrt import Detector
 from defectrt.errors import UserInputError
+from defectrt.modelref import parse_imgsz
 from defectrt.runtime import bundle, limits, modelinfo
 from hostile_helpers import run_bounded, set_metadata
 from test_runtime_bundle import _rewrite_manifest as _edit
@@ -243,7 +244,7 @@ def test_any_manifest_is_read_or_refused_clearly(changes):
         for rel in list(got["files"]) + [got.get("model", "model.onnx")]:
             full = bundle.resolve_file(base, rel)
             assert os.path.commonpath([root, full]) == root
-        hw = modelinfo.parse_imgsz(got.get("imgsz"))
+        hw = parse_imgsz(got.get("imgsz"), strict=False)
         assert hw is None or hw[0] * hw[1] <= limits.MAX_IMGSZ_PIXELS
         t = bundle.thresholds(got)
         assert all(0 <= t[k] <= 1 for k in ("conf", "iou") if k in t)

@@ -22,6 +22,7 @@ import numpy as np
 
 from defectrt.bench import timing
 from defectrt.errors import UserInputError
+from defectrt.modelref import onnx_metadata
 
 
 def synthetic_images(batch, imgsz, seed=0):
@@ -167,7 +168,7 @@ def _onnx_meta(path):
         m = onnx.load(path, load_external_data=False)
     except Exception:
         return {}
-    return {p.key: p.value for p in m.metadata_props}
+    return onnx_metadata(m)
 
 
 def model_identity(ref):

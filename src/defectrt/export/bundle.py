@@ -35,6 +35,7 @@ from defectrt import __version__
 from defectrt.errors import NotFound, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
+from defectrt.modelref import onnx_metadata, parse_imgsz
 
 log = logging.getLogger("defectrt")
 
@@ -54,17 +55,6 @@ def for_cpu(precision, int8_flavour, target_trt, engine_built):
     return precision in ("fp32", "bf16") and target_trt is None and not engine_built
 
 
-def _imgsz(imgsz):
-    if imgsz is None:
-        return None
-    if isinstance(imgsz, int):
-        return (imgsz, imgsz)
-    imgsz = tuple(int(v) for v in imgsz)
-    return imgsz * 2 if len(imgsz) == 1 else imgsz
-
-
-def _onnx_metadata(model):
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms,
@@ -174,14 +164,14 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     conf, iou = limits.check_threshold(conf, "--conf"), limits.check_threshold(iou, "--iou")
     max_det = limits.check_max_det(max_det, "--max-det")
     if imgsz is not None:
-        limits.check_imgsz(_imgsz(imgsz), "--imgsz")
+        limits.check_imgsz(parse_imgsz(imgsz, "--imgsz"), "--imgsz")
     if precision == "bf16":
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     trt = import_tensorrt()
     if engine == "always" and trt is None:
         raise UserInputError("--engine was asked for, but TensorRT is not installed here")
-    imgsz = _imgsz(imgsz)
+    imgsz = parse_imgsz(imgsz, "--imgsz")
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
@@ -189,8 +179,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
         export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
                                    for_cpu=cpu)
-        meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
-        imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
+        meta = onnx_metadata(onnx.load(fp32_path, load_external_data=False))
+        imgsz = imgsz or parse_imgsz(meta.get("imgsz"), strict=False) or (640, 640)
         final = os.path.join(tmp, "model.onnx")
         flavour = None
         if precision in ("fp32", "bf16"):
@@ -206,7 +196,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             quantize_int8(fp32_path, final, calib_dir, calib_count=calib_count, flavour=int8_flavour,
                           target_trt=target_trt, calibration_method=calib_method, force=True)
         final_model = onnx.load(final, load_external_data=False)
-        final_meta = _onnx_metadata(final_model)
+        final_meta = onnx_metadata(final_model)
         if precision not in ("fp32", "bf16"):
             from defectrt.export.precision import island_violations
 

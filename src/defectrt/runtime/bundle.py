@@ -134,9 +134,9 @@ def check_manifest(manifest, where):
 
         parse_names(names, "{} `names`".format(where))
     if manifest.get("imgsz") is not None:
-        from defectrt.runtime.modelinfo import parse_imgsz
+        from defectrt.modelref import parse_imgsz
 
-        hw = parse_imgsz(manifest["imgsz"])
+        hw = parse_imgsz(manifest["imgsz"], strict=False)
         if hw is None:
             raise UserInputError("{}: `imgsz` {!r} is not [h, w]; rebuild the bundle".format(where, manifest["imgsz"]))
         limits.check_imgsz(hw, "{} `imgsz`".format(where))

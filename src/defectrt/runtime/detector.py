@@ -24,6 +24,7 @@ from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
 from defectrt.runtime.preprocess import preprocess as _preprocess
+from defectrt.modelref import DEMO_DIR, ModelRef, parse_imgsz
 
 log = logging.getLogger("defectrt")
 
@@ -35,16 +36,14 @@ DEFAULT_MAX_BATCH = 16  # chunk size for models with a dynamic batch: bounds mem
 
 def resolve_model_path(model):
     """`demo:NAME` -> the bundle shipped in defectrt/demo; anything else is taken as a path."""
-    text = os.fspath(model)
-    if text.startswith("demo:"):
-        name = text[len("demo:"):]
-        demo_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
-        for candidate in (os.path.join(demo_dir, name + ".bundle"), os.path.join(demo_dir, name)):
+    ref = ModelRef.parse(model)
+    if ref.is_demo:
+        for candidate in (os.path.join(DEMO_DIR, ref.value + ".bundle"), os.path.join(DEMO_DIR, ref.value)):
             if bundle_mod.is_bundle(candidate):
                 return candidate
-        raise UserInputError("{}: no demo bundle of that name is shipped in this build (looked in {}); pass a bundle "
-                             "folder, an .onnx or an .engine path".format(text, demo_dir))
-    return text
+        raise NotFound("{}: no demo bundle of that name is shipped in this build (looked in {}); pass a bundle "
+                       "folder, an .onnx or an .engine path".format(ref, DEMO_DIR))
+    return os.fspath(model)
 
 
 def _sibling_names(engine_path):
@@ -111,8 +110,8 @@ class Detector(object):
                 stored = bundle_mod.thresholds(self.manifest)
         self.backend_name = getattr(self.backend, "name", type(self.backend).__name__)
         log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
-        self.imgsz = modelinfo.parse_imgsz(imgsz) if _is_backend_object(model) and imgsz is not None else None
-        self.imgsz = self.imgsz or modelinfo.parse_imgsz(getattr(self.backend, "imgsz", None))
+        self.imgsz = parse_imgsz(imgsz, strict=False) if _is_backend_object(model) and imgsz is not None else None
+        self.imgsz = self.imgsz or parse_imgsz(getattr(self.backend, "imgsz", None), strict=False)
         if self.imgsz is None:
             raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
         self.imgsz = limits.check_imgsz(self.imgsz)

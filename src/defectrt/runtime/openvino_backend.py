@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from defectrt.errors import NotFound, UserInputError
+from defectrt.modelref import onnx_metadata
 from defectrt.runtime import modelinfo
 
 log = logging.getLogger("defectrt")
@@ -72,7 +73,7 @@ def _onnx_metadata(path):
         model = onnx.load(path, load_external_data=False)
     except Exception:  # OpenVINO's own error for a bad file is clearer; metadata is optional
         return {}
-    return {p.key: p.value for p in model.metadata_props}
+    return onnx_metadata(model)
 
 
 class OpenVinoBackend(object):
