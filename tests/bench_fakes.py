@@ -3,14 +3,17 @@ import time
 
 import numpy as np
 
+from defectrt.runtime.backend import Backend
+
 
 def sleep_ms(ms):
     time.sleep(ms / 1000.0)
 
 
-class FakeCpuBackend(object):
+class FakeCpuBackend(Backend):
     name = "fake-cpu"
     providers = ["CPUExecutionProvider"]
+    device = "cpu"
 
     def __init__(self, infer_ms=2.0, nc=2, anchors=10):
         self.infer_ms = infer_ms
@@ -27,6 +30,8 @@ class FakeGpuBackend(FakeCpuBackend):
 
     name = "fake-tensorrt"
     providers = []
+    device = "cuda"
+    offers_stage_timing = True
 
     def __init__(self, h2d=0.5, compute=3.0, d2h=0.25, enqueue=None, **kw):
         super(FakeGpuBackend, self).__init__(**kw)
@@ -48,6 +53,7 @@ class FakeDetector(object):
     def __init__(self, model=None, backend=None, threads=None, pre_ms=1.0, infer_ms=4.0, post_ms=2.0, imgsz=(64, 96)):
         self.backend = backend if backend is not None and not isinstance(backend, str) else FakeCpuBackend(infer_ms)
         self.imgsz = imgsz
+        self.batch = None  # dynamic, as Detector.batch
         self.pre_ms, self.post_ms = pre_ms, post_ms
         self.calls = 0
 

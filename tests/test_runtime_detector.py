@@ -7,6 +7,7 @@ import pytest
 
 from defectrt import Detector
 from defectrt.errors import UserInputError
+from defectrt.runtime.backend import Backend
 from test_runtime_models import draw_rect, rect_finder, save
 
 
@@ -105,7 +106,7 @@ def test_model_path_errors(tmp_path, rf_path):
         Detector("demo:nothing")
 
 
-class IndexBackend(object):
+class IndexBackend(Backend):
     """A backend object: frame i (all pixels = i) -> one box at x = i, after a random delay."""
 
     name = "fake"
@@ -186,3 +187,19 @@ def test_blobs_are_padded_up_to_the_smallest_batch_the_backend_accepts():
     det = Detector(MinTwo())
     np.testing.assert_allclose(det(_frames(4)[3]).boxes, [[3, 8, 7, 12]])
     assert [float(d.boxes[0, 0]) for d in det(_frames(3))] == [0.0, 1.0, 2.0]
+
+
+def test_a_backend_object_must_implement_the_protocol():
+    class Duck(object):  # has infer, but is no Backend: refused with what to do, not probed
+        name, imgsz, names = "duck", (64, 64), {}
+
+        def infer(self, blob):
+            return np.zeros((1, 5, 1), np.float32)
+
+    with pytest.raises(UserInputError, match="subclasses defectrt.runtime.backend.Backend"):
+        Detector(Duck())
+    be = IndexBackend()
+    assert be.batch_range() == (1, None) and be.runs_on_host and not be.offers_stage_timing
+    assert be.input_info()[0].shape == (None, 3, 64, 64) and be.parallel(2) is None
+    with pytest.raises(UserInputError, match="cuda-graph"):
+        be.enable_cuda_graph()

@@ -23,6 +23,7 @@ import numpy as np
 from defectrt.bench import timing
 from defectrt.errors import UserInputError
 from defectrt.modelref import onnx_metadata
+from defectrt.runtime.backend import Backend
 
 
 def synthetic_images(batch, imgsz, seed=0):
@@ -108,7 +109,7 @@ def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=No
     """Benchmark one Detector at one batch size; -> dict with stages, absent, throughput, warnings."""
     s = _settings(settings)
     if imgsz is None:
-        imgsz = tuple(getattr(det, "imgsz", None) or ())
+        imgsz = tuple(det.imgsz or ())
     if len(imgsz) != 2:
         raise UserInputError("the model does not say its input size; pass --imgsz H W")
     imgsz = (int(imgsz[0]), int(imgsz[1]))
@@ -177,7 +178,7 @@ def model_identity(ref):
     import os
 
     if not isinstance(ref, (str, bytes, os.PathLike)):
-        name = str(getattr(ref, "name", type(ref).__name__))
+        name = ref.name if isinstance(ref, Backend) else type(ref).__name__
         return {"name": name, "source": name, "onnx": None, "precision": "unknown", "variant": "unknown"}
     path = os.fspath(ref)
     base = os.path.basename(os.path.normpath(path))
@@ -249,11 +250,11 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
 
     def prepare(det):  # untimed: the first inference runs on a ready blob
         size = tuple(imgsz) if imgsz is not None else tuple(det.imgsz)
-        cold_batch[0] = getattr(det, "batch", None) or batches[0]
+        cold_batch[0] = det.batch or batches[0]
         return det.preprocess(synthetic_images(cold_batch[0], size))[0]
 
     det, _, cold = timing.cold_start(lambda: detector_cls(model, **kwargs), lambda d, blob: d.infer(blob), prepare)
-    det_size = tuple(int(v) for v in (getattr(det, "imgsz", None) or ()))
+    det_size = tuple(int(v) for v in (det.imgsz or ()))
     if imgsz is not None and det_size and tuple(imgsz) != det_size:
         raise UserInputError("{}: the model's input is {}x{}; --imgsz {} {} differs (export it at that size)".format(
             ident["source"], det_size[0], det_size[1], imgsz[0], imgsz[1]))
@@ -263,8 +264,8 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
         timing.enable_cuda_graph(be)
     if cuda_graph and timing.runs_on_host(be):
         raise UserInputError("--cuda-graph needs the TensorRT backend; {} runs on {}".format(
-            ident["source"], getattr(be, "name", "the CPU")))
-    fixed_batch = getattr(det, "batch", None)
+            ident["source"], be.name))
+    fixed_batch = det.batch
     on_host = timing.runs_on_host(be)
     gflops = None
     notes = []
@@ -279,7 +280,7 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
     if not on_host:
         notes.append("efficiency is against the host CPU's matmul peak only for host backends; GPU peak unknown")
     fields = dict(source=ident["source"], variant=ident["variant"], precision=ident["precision"],
-                  backend=str(getattr(be, "name", backend)), providers=timing.providers_of(be))
+                  backend=str(be.name), providers=timing.providers_of(be))
     results = []
     mode = "throughput" if inflight else "end_to_end" if end_to_end else "model"
     for b in batches:

@@ -18,9 +18,10 @@ import os
 
 import numpy as np
 
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import InvalidArgument, NotFound, UserInputError
 from defectrt.runtime import bundle as bundle_mod
 from defectrt.runtime import limits, modelinfo
+from defectrt.runtime.backend import Backend
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
 from defectrt.runtime.preprocess import preprocess as _preprocess
@@ -70,14 +71,19 @@ def _openvino_hint(device):
 
 
 def _is_backend_object(model):
-    return not isinstance(model, (str, bytes, os.PathLike)) and callable(getattr(model, "infer", None))
+    if isinstance(model, Backend):
+        return True
+    if not isinstance(model, (str, bytes, os.PathLike)):
+        raise InvalidArgument("model {!r}: pass a path (.onnx, .engine, bundle folder), demo:NAME, or a backend "
+                              "object that subclasses defectrt.runtime.backend.Backend".format(type(model).__name__))
+    return False
 
 
 class Detector(object):
     """Run a detector on BGR uint8 images (as cv2 reads them).
 
     model: an ONNX file, a TensorRT engine (.engine / .plan), a bundle folder, `demo:NAME`, or a backend
-    object with `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names` {id: name} and `.name`.
+    object (a defectrt.runtime.backend.Backend: `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names`, `.name`).
     backend: "auto" (bundle: engine when it fits this device, else ONNX Runtime; a bf16 bundle: OpenVINO when
     installed), "onnxruntime", "tensorrt", "openvino". `auto` never switches an FP32 / INT8 model to OpenVINO
     by itself (results stay those the bundle was validated with); on an Intel CPU with OpenVINO installed its
@@ -102,28 +108,28 @@ class Detector(object):
         stored = {}
         if _is_backend_object(model):
             self.backend = model
-            self.backend_reason = "backend object {} given".format(getattr(model, "name", type(model).__name__))
+            self.backend_reason = "backend object {} given".format(model.name)
         else:
             self.backend, self.backend_reason = self._open(resolve_model_path(model), backend, threads, imgsz,
                                                            plugins, device, cuda_graph)
             if self.manifest is not None:
                 stored = bundle_mod.thresholds(self.manifest)
-        self.backend_name = getattr(self.backend, "name", type(self.backend).__name__)
+        self.backend_name = self.backend.name
         log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
         self.imgsz = parse_imgsz(imgsz, strict=False) if _is_backend_object(model) and imgsz is not None else None
-        self.imgsz = self.imgsz or parse_imgsz(getattr(self.backend, "imgsz", None), strict=False)
+        self.imgsz = self.imgsz or parse_imgsz(self.backend.imgsz, strict=False)
         if self.imgsz is None:
             raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
         self.imgsz = limits.check_imgsz(self.imgsz)
-        self.names = dict(getattr(self.backend, "names", None) or {})
+        self.names = dict(self.backend.names or {})
         if self.manifest is not None and self.manifest.get("names"):
             self.names.update(modelinfo.parse_names(self.manifest["names"], bundle_mod.MANIFEST + " `names`"))
         self.conf = conf if conf is not None else stored.get("conf", DEFAULTS["conf"])
         self.iou = iou if iou is not None else stored.get("iou", DEFAULTS["iou"])
         self.max_det = max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"])
         self.classes = None if classes is None else [limits.check_class_id(c, "classes") for c in classes]
-        self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
-        self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
+        self.batch = self.backend.batch  # fixed batch size, or None (dynamic)
+        self.max_batch = int(max_batch or self.backend.batch_range()[1] or DEFAULT_MAX_BATCH)
         self._blob = None
         self._runners = {}  # inflight -> the backend's parallel runner (throughput mode)
 
@@ -226,7 +232,7 @@ class Detector(object):
 
     def _padded(self, blob):
         n = blob.shape[0]
-        target = self.batch or max(n, int(getattr(self.backend, "min_batch", None) or 1))
+        target = self.batch or max(n, self.backend.batch_range()[0])
         if n != target:
             if n > target:
                 raise UserInputError("the model takes a fixed batch of {}, got {} images in one blob".format(target, n))
@@ -287,15 +293,15 @@ class Detector(object):
     def _stream_inflight(self, frames, inflight):
         from defectrt.runtime.throughput import ordered_inflight
 
-        make = getattr(self.backend, "parallel", None)
-        if make is None:
-            raise UserInputError("inflight={}: the {} backend has no throughput mode (OpenVINO and ONNX Runtime "
-                                 "have); use inflight=None".format(inflight, self.backend_name))
         # The runner (compiled model / sessions) is kept for the next stream with the same inflight.
         runner = self._runners.get(inflight)
         if runner is None:
             self._close_runners()
-            runner = self._runners[inflight] = make(inflight)
+            runner = self.backend.parallel(inflight)
+            if runner is None:
+                raise UserInputError("inflight={}: the {} backend has no throughput mode (OpenVINO and ONNX Runtime "
+                                     "have); use inflight=None".format(inflight, self.backend_name))
+            self._runners[inflight] = runner
 
         def submit(frame):
             blob, infos = _preprocess([frame], self.imgsz)  # a fresh blob per request: each is in flight
@@ -314,9 +320,7 @@ class Detector(object):
 
     def close(self):
         self._close_runners()
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
 
     def __enter__(self):
         return self

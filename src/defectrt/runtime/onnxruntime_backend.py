@@ -18,6 +18,7 @@ import numpy as np
 
 from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import limits, modelinfo
+from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
 
@@ -38,7 +39,7 @@ def resolve_providers(device, available):
     return list(device)
 
 
-class OnnxRuntimeBackend(object):
+class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path, threads=None, device=None, imgsz=None, optimization="all", model_bytes=None):
@@ -70,6 +71,8 @@ class OnnxRuntimeBackend(object):
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
             raise UserInputError(self._load_error(exc))
         self.providers = self.session.get_providers()
+        # CPU provider only: tensors and compute on the host; a CUDA / TensorRT provider copies to a GPU.
+        self.device = "cpu" if all(p == "CPUExecutionProvider" for p in self.providers) else "cuda"
         meta = self.session.get_modelmeta().custom_metadata_map or {}
         self.metadata = dict(meta)
         inp = self.session.get_inputs()

@@ -31,6 +31,7 @@ import numpy as np
 from defectrt import trt_compat
 from defectrt.errors import NotFound, UserInputError
 from defectrt.runtime import modelinfo
+from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
 
@@ -233,8 +234,10 @@ def deserialize_error(path, trt_version, expected):
                 path, trt_version, built, REBUILD_HINT))
 
 
-class TensorRTBackend(object):
+class TensorRTBackend(Backend):
     name = "tensorrt"
+    device = "cuda"
+    offers_stage_timing = True  # time_stages: CUDA events (unverified on hardware)
 
     def __init__(self, path, plugins=(), imgsz=None, names=None, expected=None, cuda_graph=False, cuda=None, trt=None):
         self.path = os.fspath(path)
