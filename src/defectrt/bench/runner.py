@@ -187,8 +187,9 @@ def model_identity(ref):
     onnx_path = None
     if os.path.isdir(path):
         try:
-            with open(os.path.join(path, "manifest.json")) as f:
-                manifest = json.load(f)
+            from defectrt.runtime.bundle import read_manifest
+
+            manifest = read_manifest(path, verify=False)
             for key in ("precision", "variant"):
                 if isinstance(manifest.get(key), str):
                     ident[key] = manifest[key]

@@ -36,12 +36,11 @@ from defectrt.errors import NotFound, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 from defectrt.modelref import onnx_metadata, parse_imgsz
+from defectrt.runtime.bundle import FORMAT, MANIFEST  # the bundle layout has one home: runtime/bundle.py
 
 log = logging.getLogger("defectrt")
 
-FORMAT = "defectrt-bundle"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 # bf16's golden data is ONNX Runtime's FP32 run of the (FP32) file, so it is checked at FP32 tolerance.
 GOLDEN_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (5e-2, 5e-2), "bf16": (1e-3, 1e-3)}
@@ -364,11 +363,9 @@ def write_manifest(folder, manifest):
                 files[check_relpath(rel, where)] = sha256_file(full)
     manifest["files"] = dict(sorted(files.items()))
     manifest["files"].pop(TIMING_CACHE, None)
-    with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False)
-            f.write("\n")
-    return manifest
+    from defectrt.runtime.bundle import write_manifest_file
+
+    return write_manifest_file(folder, manifest)
 
 
 def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins=(), force=False):

@@ -20,7 +20,7 @@ import posixpath
 import re
 
 from defectrt import trt_compat
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import InvalidArgument, NotFound, UserInputError
 from defectrt.fileio import sha256_file
 from defectrt.runtime import limits
 
@@ -207,6 +207,31 @@ def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None)
         raise UserInputError("bundle {}: cannot run the TensorRT engine: {}. Rebuild it here with: {}".format(
             folder, why, REBUILD.format(folder) + REBUILD_WITHOUT_PYTHON.format(folder)))
     return "onnxruntime", onnx_path, "ONNX Runtime on {} because {}".format(os.path.basename(onnx_path), why)
+
+
+def pad_value(manifest, where=MANIFEST):
+    """The letterbox border value the bundle was validated with (`letterbox.pad_value`, 0 .. 255), else 114."""
+    from defectrt.runtime.preprocess import PAD_VALUE
+
+    record = manifest.get("letterbox")
+    if record is None or record.get("pad_value") is None:
+        return PAD_VALUE
+    value = record["pad_value"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise InvalidArgument("{}: letterbox.pad_value {!r} must be a whole number 0 .. 255; rebuild the "
+                              "bundle".format(where, value))
+    return value
+
+
+def write_manifest_file(folder, manifest):
+    """Write `manifest` as the bundle's manifest.json, atomically (the one writer of that file)."""
+    from defectrt.fileio import atomic_path
+
+    with atomic_path(os.path.join(os.fspath(folder), MANIFEST), force=True) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2, sort_keys=False)
+            f.write("\n")
+    return manifest
 
 
 def thresholds(manifest, where=MANIFEST):

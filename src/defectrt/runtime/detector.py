@@ -24,6 +24,7 @@ from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
+from defectrt.runtime.preprocess import PAD_VALUE
 from defectrt.runtime.preprocess import preprocess as _preprocess
 from defectrt.modelref import DEMO_DIR, ModelRef, parse_imgsz
 
@@ -114,6 +115,8 @@ class Detector(object):
                                                            plugins, device, cuda_graph)
             if self.manifest is not None:
                 stored = bundle_mod.thresholds(self.manifest)
+        # The letterbox border the bundle was validated with (its `letterbox` record); 114 otherwise.
+        self.pad_value = bundle_mod.pad_value(self.manifest) if self.manifest is not None else PAD_VALUE
         self.backend_name = self.backend.name
         log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
         self.imgsz = parse_imgsz(imgsz, strict=False) if _is_backend_object(model) and imgsz is not None else None
@@ -221,7 +224,7 @@ class Detector(object):
 
     def preprocess(self, images, out=None):
         """Image(s) -> (blob (B, 3, h, w) float32, [LetterboxInfo])."""
-        return _preprocess(images, self.imgsz, out=out)
+        return _preprocess(images, self.imgsz, out=out, pad_value=self.pad_value)
 
     def infer(self, blob):
         """Run the model on a blob; pads it to the model's fixed (or smallest allowed) batch size.
@@ -304,7 +307,7 @@ class Detector(object):
             self._runners[inflight] = runner
 
         def submit(frame):
-            blob, infos = _preprocess([frame], self.imgsz)  # a fresh blob per request: each is in flight
+            blob, infos = _preprocess([frame], self.imgsz, pad_value=self.pad_value)  # a fresh blob per request: each is in flight
             return runner.submit(self._padded(blob)), infos
 
         def finish(pending):
