@@ -203,3 +203,14 @@ def test_a_backend_object_must_implement_the_protocol():
     assert be.input_info()[0].shape == (None, 3, 64, 64) and be.parallel(2) is None
     with pytest.raises(UserInputError, match="cuda-graph"):
         be.enable_cuda_graph()
+
+
+def test_the_stage_timing_hook_sees_every_stage_of_a_call():
+    det = Detector(IndexBackend(delay=0.004))
+    seen = []
+    det.stage_hook = lambda stage, ms: seen.append((stage, ms))
+    det([np.zeros((64, 64, 3), np.uint8)] * 2)
+    assert [s for s, _ in seen] == ["preprocess", "infer", "postprocess"] and all(ms >= 0 for _, ms in seen)
+    det.stage_hook = None
+    det(np.zeros((64, 64, 3), np.uint8))
+    assert len(seen) == 3

@@ -61,34 +61,16 @@ def _stage_table(stats, absent):
 
 @contextlib.contextmanager
 def _instrumented(det, record, compute_stage):
-    """Temporarily wrap det.preprocess / det.infer / det.postprocess to record their host times."""
-    names = (("preprocess", "preprocess"), ("infer", compute_stage), ("postprocess", "postprocess"))
-    patched = []
+    """Record the host time of each stage of det's calls through its stage-timing hook (Detector.stage_hook)."""
+    def hook(stage, ms):
+        stage = compute_stage if stage == "infer" else stage
+        record[stage] = record.get(stage, 0.0) + ms
+
+    det.stage_hook = hook
     try:
-        for attr, stage in names:
-            orig = getattr(det, attr, None)
-            if orig is None:
-                continue
-
-            def wrapper(*a, _orig=orig, _stage=stage, **k):
-                t0 = time.perf_counter_ns()
-                try:
-                    return _orig(*a, **k)
-                finally:
-                    record[_stage] = record.get(_stage, 0.0) + (time.perf_counter_ns() - t0) / 1e6
-
-            try:
-                setattr(det, attr, wrapper)
-            except (AttributeError, TypeError):
-                continue
-            patched.append(attr)
         yield
     finally:
-        for attr in patched:
-            try:
-                delattr(det, attr)
-            except AttributeError:
-                pass
+        det.stage_hook = None
 
 
 def measure_inflight(det, inflight, imgsz, settings=None):
@@ -211,16 +193,6 @@ def model_identity(ref):
     return ident
 
 
-def _accepts(fn, name):
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-
-
 def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, end_to_end=False, settings=None,
                 cuda_graph=False, peak_gflops=None, detector_cls=None, log=None, inflight=None, openvino=None):
     """Load `model` with the runtime Detector (cold start timed), measure every batch size; -> [result entry].
@@ -242,11 +214,10 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
         kwargs["threads"] = threads
     if openvino:
         kwargs["openvino"] = openvino
-    if imgsz is not None and _accepts(detector_cls, "imgsz"):
+    if imgsz is not None:
         kwargs["imgsz"] = tuple(imgsz)
-    graph_in_ctor = cuda_graph and _accepts(detector_cls, "cuda_graph")
-    if graph_in_ctor:
-        kwargs["cuda_graph"] = True
+    if cuda_graph:
+        kwargs["cuda_graph"] = True  # the Detector asks its backend (Backend.enable_cuda_graph / TensorRT's option)
     cold_batch = [batches[0]]
 
     def prepare(det):  # untimed: the first inference runs on a ready blob
@@ -261,8 +232,6 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
             ident["source"], det_size[0], det_size[1], imgsz[0], imgsz[1]))
     size = tuple(imgsz) if imgsz is not None else det_size
     be = timing.backend_of(det)
-    if cuda_graph and not graph_in_ctor:
-        timing.enable_cuda_graph(be)
     if cuda_graph and timing.runs_on_host(be):
         raise UserInputError("--cuda-graph needs the TensorRT backend; {} runs on {}".format(
             ident["source"], be.name))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 
@@ -135,6 +136,9 @@ class Detector(object):
         self.max_batch = int(max_batch or self.backend.batch_range()[1] or DEFAULT_MAX_BATCH)
         self._blob = None
         self._runners = {}  # inflight -> the backend's parallel runner (throughput mode)
+        # Stage-timing hook: hook(stage, ms) after each stage of a call ("preprocess", "infer", "postprocess");
+        # bench's end-to-end mode sets it. None: nothing is timed.
+        self.stage_hook = None
 
     @staticmethod
     def _check_thresholds(conf, iou, max_det):
@@ -265,9 +269,22 @@ class Detector(object):
     def _run(self, images):
         shape = (len(images), 3) + tuple(self.imgsz)
         out = self._blob if self._blob is not None and self._blob.shape == shape else None
+        hook = self.stage_hook
+        if hook is None:
+            blob, infos = self.preprocess(images, out=out)
+            self._blob = blob  # reused next call: saves an allocation and page faults per frame
+            return self.postprocess(self.infer(blob), infos)
+        t0 = time.perf_counter_ns()
         blob, infos = self.preprocess(images, out=out)
-        self._blob = blob  # reused next call: saves an allocation and page faults per frame
-        return self.postprocess(self.infer(blob), infos)
+        self._blob = blob
+        t1 = time.perf_counter_ns()
+        pred = self.infer(blob)
+        t2 = time.perf_counter_ns()
+        dets = self.postprocess(pred, infos)
+        t3 = time.perf_counter_ns()
+        for stage, ns in (("preprocess", t1 - t0), ("infer", t2 - t1), ("postprocess", t3 - t2)):
+            hook(stage, ns / 1e6)
+        return dets
 
     def stream(self, frames, maxsize=4, inflight=None):
         """Iterate Detections for an iterable of frames, in order.
