@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 
 from defectrt import __version__
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 from defectrt.modelref import onnx_metadata, parse_imgsz
@@ -169,7 +169,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     trt = import_tensorrt()
     if engine == "always" and trt is None:
-        raise UserInputError("--engine was asked for, but TensorRT is not installed here")
+        raise BackendUnavailable("--engine was asked for, but TensorRT is not installed here")
     imgsz = parse_imgsz(imgsz, "--imgsz")
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
@@ -274,8 +274,8 @@ def _check_bf16_possible(val, engine):
         raise UserInputError("--precision bf16 needs --val DATA: bf16 is offered only with its accuracy measured "
                              "(at most {:.1f} points of mAP50-95 below FP32)".format(BF16_MAX_LOSS * 100))
     if import_openvino() is None:
-        raise UserInputError("--precision bf16 runs on OpenVINO, which is not installed here (pip install "
-                             "'defectrt[openvino]'); its accuracy cannot be measured without it")
+        raise BackendUnavailable("--precision bf16 runs on OpenVINO, which is not installed here (pip install "
+                                 "'defectrt[openvino]'); its accuracy cannot be measured without it")
     if not cpu_bf16_support():
         raise UserInputError("--precision bf16: this CPU has no bf16 (AMX / AVX-512 BF16), so OpenVINO would run "
                              "FP32 and the measured accuracy would not be bf16's; build it on a bf16-capable CPU")
@@ -374,7 +374,7 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
     from defectrt.runtime.bundle import read_manifest
 
     if import_tensorrt() is None:
-        raise UserInputError("TensorRT is not installed here; run this on the device that will run the engine")
+        raise BackendUnavailable("TensorRT is not installed here; run this on the device that will run the engine")
     manifest = read_manifest(bundle)  # verifies every hash first: never build from a tampered bundle
     if manifest.get("precision") == "bf16":
         raise UserInputError("{} is a bf16 bundle, for OpenVINO on CPUs; build an fp16 or int8 bundle for "

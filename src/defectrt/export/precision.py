@@ -43,7 +43,7 @@ import os
 import re
 import tempfile
 
-from defectrt.errors import DefectrtError, UserInputError
+from defectrt.errors import BackendUnavailable, DefectrtError, UserInputError
 from defectrt.export.check import load_onnx, model_opset
 from defectrt.export.islands import ISLAND_MARK
 from defectrt.fileio import atomic_path, check_output
@@ -79,7 +79,7 @@ def _require_modelopt(what):
     try:
         import modelopt.onnx  # noqa: F401
     except ImportError as exc:
-        raise UserInputError("{} needs NVIDIA ModelOpt, which is not installed ({}); install it with: {}".format(
+        raise BackendUnavailable("{} needs NVIDIA ModelOpt, which is not installed ({}); install it with: {}".format(
             what, exc, MODELOPT_HINT))
     _quiet_modelopt()
 

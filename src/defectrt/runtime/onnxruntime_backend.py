@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend
 
@@ -33,8 +33,8 @@ def resolve_providers(device, available):
     if isinstance(device, str):
         name = _PROVIDERS.get(device.lower().split(":")[0], device)
         if name not in available:
-            raise UserInputError("device {!r}: ONNX Runtime here offers only {}; install onnxruntime-gpu for "
-                                 "CUDA, or use device='cpu'".format(device, ", ".join(available)))
+            raise BackendUnavailable("device {!r}: ONNX Runtime here offers only {}; install onnxruntime-gpu for "
+                                     "CUDA, or use device='cpu'".format(device, ", ".join(available)))
         return [name, "CPUExecutionProvider"] if name != "CPUExecutionProvider" else [name]
     return list(device)
 

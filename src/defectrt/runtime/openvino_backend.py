@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.modelref import onnx_metadata
 from defectrt.runtime import modelinfo
 from defectrt.runtime.backend import Backend
@@ -85,7 +85,7 @@ class OpenVinoBackend(Backend):
                  device="CPU", performance_hint=None):
         ov = import_openvino()
         if ov is None:
-            raise UserInputError("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
+            raise BackendUnavailable("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise NotFound("{}: no such ONNX file".format(self.path))

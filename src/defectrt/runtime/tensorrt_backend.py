@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from defectrt import trt_compat
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.runtime import modelinfo
 from defectrt.runtime.backend import Backend
 
@@ -243,8 +243,8 @@ class TensorRTBackend(Backend):
         self.path = os.fspath(path)
         trt = trt or import_tensorrt()
         if trt is None:
-            raise UserInputError("{}: TensorRT is not installed here; run the bundle's ONNX model with "
-                                 "backend='onnxruntime' or install TensorRT (JetPack provides it)".format(self.path))
+            raise BackendUnavailable("{}: TensorRT is not installed here; run the bundle's ONNX model with "
+                                     "backend='onnxruntime' or install TensorRT (JetPack provides it)".format(self.path))
         self.trt = trt
         self.version = trt.__version__
         self.api = select_api(self.version)
