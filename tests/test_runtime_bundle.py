@@ -174,3 +174,23 @@ def test_the_letterbox_record_is_read():
     assert blob[0, :, 0, 0].tolist() == [0.0, 0.0, 0.0] and abs(blob[0, 0, 32, 32] - 200 / 255.0) < 1e-6
     blob, _ = preprocess(img, (64, 64))
     assert abs(blob[0, 0, 0, 0] - 114 / 255.0) < 1e-6
+
+
+def test_the_manifest_type_reads_verifies_and_writes(tmp_path):
+    import pytest
+
+    from defectrt.runtime.bundle import Manifest
+    from manifest_schema import schema_errors
+
+    folder = make_bundle(str(tmp_path / "b"), rect_finder(), thresholds={"conf": 0.3, "iou": 0.5, "max_det": 10})
+    m = Manifest.read(folder)
+    assert m.model == "model.onnx" and m.model_path == os.path.realpath(os.path.join(folder, "model.onnx"))
+    assert m.imgsz == (384, 672) and m.pad_value == 114 and m.thresholds == {"conf": 0.3, "iou": 0.5, "max_det": 10}
+    assert m.names and m.engine is None and schema_errors(m.data) == []
+    m.data["letterbox"] = {"pad_value": 0}
+    m.write()
+    assert Manifest.read(folder).pad_value == 0
+    with open(os.path.join(folder, "model.onnx"), "ab") as f:
+        f.write(b"x")
+    with pytest.raises(UserInputError, match="model.onnx"):
+        m.verify()

@@ -18,6 +18,7 @@ import json
 import os
 import posixpath
 import re
+from dataclasses import dataclass
 
 from defectrt import trt_compat
 from defectrt.errors import InvalidArgument, NotFound, UserInputError
@@ -232,6 +233,68 @@ def write_manifest_file(folder, manifest):
             json.dump(manifest, f, indent=2, sort_keys=False)
             f.write("\n")
     return manifest
+
+
+@dataclass
+class Manifest(object):
+    """A bundle's manifest: `read` (format, paths, bounds; verify=True: every file's sha256), `verify`, `write`,
+    and the typed fields the runtime uses. `data` is the JSON object (docs/manifest.schema.json) as written."""
+
+    folder: str
+    data: dict
+
+    @classmethod
+    def read(cls, folder, verify=True):
+        return cls(os.fspath(folder), read_manifest(folder, verify=verify))
+
+    def verify(self):
+        """Every listed file exists, is a regular file inside the bundle, and matches its sha256."""
+        verify_files(self.folder, self.data["files"])
+        return self
+
+    def write(self):
+        write_manifest_file(self.folder, self.data)
+        return self
+
+    @property
+    def where(self):
+        return os.path.join(self.folder, MANIFEST)
+
+    @property
+    def model(self):
+        return self.data.get("model", "model.onnx")
+
+    @property
+    def model_path(self):
+        return resolve_file(self.folder, self.model)
+
+    @property
+    def names(self):
+        from defectrt.runtime.modelinfo import parse_names
+
+        return parse_names(self.data.get("names"), "{} `names`".format(self.where))
+
+    @property
+    def imgsz(self):
+        from defectrt.modelref import parse_imgsz
+
+        return parse_imgsz(self.data.get("imgsz"), strict=False)
+
+    @property
+    def precision(self):
+        return self.data.get("precision")
+
+    @property
+    def engine(self):
+        return self.data.get("engine")
+
+    @property
+    def pad_value(self):
+        return pad_value(self.data, self.where)
+
+    @property
+    def thresholds(self):
+        return thresholds(self.data, self.where)
 
 
 def thresholds(manifest, where=MANIFEST):
