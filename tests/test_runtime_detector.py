@@ -214,3 +214,12 @@ def test_the_stage_timing_hook_sees_every_stage_of_a_call():
     det.stage_hook = None
     det(np.zeros((64, 64, 3), np.uint8))
     assert len(seen) == 3
+
+
+def test_onnxruntime_describes_its_tensors(rf_path):
+    be = Detector(rf_path, threads=1).backend
+    (inp,) = be.input_info()
+    assert inp.name == "images" and inp.shape[1] == 3 and inp.dtype == "float32"
+    outs = be.output_info()
+    assert len(outs) == 1 and len(outs[0].shape) == 3 and outs[0].dtype == "float32"
+    assert be.batch_range()[0] >= 1 and be.runs_on_host

@@ -18,7 +18,7 @@ import numpy as np
 
 from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.runtime import limits, modelinfo
-from defectrt.runtime.backend import Backend
+from defectrt.runtime.backend import Backend, TensorInfo
 
 log = logging.getLogger("defectrt")
 
@@ -37,6 +37,13 @@ def resolve_providers(device, available):
                                      "CUDA, or use device='cpu'".format(device, ", ".join(available)))
         return [name, "CPUExecutionProvider"] if name != "CPUExecutionProvider" else [name]
     return list(device)
+
+
+def _info(arg):
+    """An ONNX Runtime NodeArg -> TensorInfo (dynamic dimensions None; dtype as numpy names it)."""
+    dtype = _NUMPY_TYPES.get(arg.type)
+    return TensorInfo(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape),
+                      np.dtype(dtype).name if dtype is not None else arg.type)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -102,6 +109,12 @@ class OnnxRuntimeBackend(Backend):
         if len(outs) == 1 and len(outs[0].shape) == 3 and isinstance(outs[0].shape[1], int):
             return outs[0].shape[1] - 4
         return 0
+
+    def input_info(self):
+        return [_info(i) for i in self.session.get_inputs()]
+
+    def output_info(self):
+        return [_info(o) for o in self.session.get_outputs()]
 
     def infer(self, blob):
         """(B, 3, H, W) float32 -> the single output array, or {name: array} for multi-output models."""
