@@ -20,6 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402
 
+from defectrt.runtime.backend import Backend  # noqa: E402
+
 NAME = "dysample_block"
 CHANNELS = (64, 128)
 SIZES = (20, 40, 80)
@@ -50,11 +52,12 @@ def export(module, c, hw, path):
     return x.numpy()
 
 
-class BlockBackend(object):
+class BlockBackend(Backend):
     """A bare ONNX Runtime session over one block (timed like the CPU backend: compute on the host)."""
 
     name = "onnxruntime"
     providers = ["CPUExecutionProvider"]
+    device = "cpu"
 
     def __init__(self, path, threads):
         import onnxruntime as ort

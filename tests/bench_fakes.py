@@ -3,14 +3,17 @@ import time
 
 import numpy as np
 
+from defectrt.runtime.backend import Backend
+
 
 def sleep_ms(ms):
     time.sleep(ms / 1000.0)
 
 
-class FakeCpuBackend(object):
+class FakeCpuBackend(Backend):
     name = "fake-cpu"
     providers = ["CPUExecutionProvider"]
+    device = "cpu"
 
     def __init__(self, infer_ms=2.0, nc=2, anchors=10):
         self.infer_ms = infer_ms
@@ -27,6 +30,8 @@ class FakeGpuBackend(FakeCpuBackend):
 
     name = "fake-tensorrt"
     providers = []
+    device = "cuda"
+    offers_stage_timing = True
 
     def __init__(self, h2d=0.5, compute=3.0, d2h=0.25, enqueue=None, **kw):
         super(FakeGpuBackend, self).__init__(**kw)
@@ -45,9 +50,14 @@ class FakeGpuBackend(FakeCpuBackend):
 class FakeDetector(object):
     """Stage methods that sleep known times: preprocess pre_ms, infer (backend), postprocess post_ms."""
 
-    def __init__(self, model=None, backend=None, threads=None, pre_ms=1.0, infer_ms=4.0, post_ms=2.0, imgsz=(64, 96)):
+    def __init__(self, model=None, backend=None, threads=None, pre_ms=1.0, infer_ms=4.0, post_ms=2.0, imgsz=(64, 96),
+                 cuda_graph=False):
         self.backend = backend if backend is not None and not isinstance(backend, str) else FakeCpuBackend(infer_ms)
+        if cuda_graph:
+            self.backend.enable_cuda_graph()
+        self.stage_hook = None  # as Detector.stage_hook
         self.imgsz = imgsz
+        self.batch = None  # dynamic, as Detector.batch
         self.pre_ms, self.post_ms = pre_ms, post_ms
         self.calls = 0
 
@@ -65,8 +75,16 @@ class FakeDetector(object):
 
     def __call__(self, images):
         self.calls += 1
+        t0 = time.perf_counter()
         blob, infos = self.preprocess(images)
-        return self.postprocess(self.infer(blob), infos)
+        t1 = time.perf_counter()
+        pred = self.infer(blob)
+        t2 = time.perf_counter()
+        out = self.postprocess(pred, infos)
+        if self.stage_hook is not None:
+            for stage, s in (("preprocess", t1 - t0), ("infer", t2 - t1), ("postprocess", time.perf_counter() - t2)):
+                self.stage_hook(stage, s * 1000.0)
+        return out
 
 
 def tiny_detector_onnx(path, nc=2, imgsz=(64, 64), batch=1, dynamic_batch=False):

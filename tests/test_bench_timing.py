@@ -86,6 +86,7 @@ def test_gpu_backend_without_hook_is_host_timed_only():
     class NoHook(FakeCpuBackend):
         name = "tensorrt"
         providers = []
+        device = "cuda"  # a GPU backend that does not offer time_stages
 
     be = NoHook(infer_ms=2.0)
     assert not timing.runs_on_host(be)

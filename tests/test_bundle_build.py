@@ -34,6 +34,12 @@ def test_bundle_contents_and_manifest(fp32_bundle):
     assert len(on_disk["names"]) == 80 and on_disk["letterbox"]["pad_value"] == 114
 
 
+def test_bundle_manifest_is_schema_valid(fp32_bundle):
+    from manifest_schema import assert_schema_valid
+
+    assert assert_schema_valid(fp32_bundle[0])["letterbox"]["pad_value"] == 114
+
+
 def test_bundle_loads_in_detector_like_its_onnx(fp32_bundle):
     out, _ = fp32_bundle
     img = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)

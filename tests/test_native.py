@@ -123,6 +123,16 @@ def native_models(tmp_path_factory):
     return models
 
 
+@pytest.mark.parametrize("kind", ["fp32", "lowered", "int8_cpu"])
+def test_the_native_reader_loads_schema_valid_manifests(native_models, kind):
+    """docs/manifest.schema.json is the contract of both readers: a real bundle's manifest passes it, and the
+    native library (native/src/bundle.cpp) opens that bundle."""
+    from manifest_schema import assert_schema_valid
+
+    assert_schema_valid(native_models[kind])
+    Native(native_models[kind]).close()
+
+
 @pytest.mark.parametrize("kind", ["fp32", "lowered", "int8_cpu", "nms_onnx"])
 def test_native_detections_equal_the_python_detector(native_models, kind):
     from defectrt.runtime.detector import Detector

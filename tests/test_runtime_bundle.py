@@ -8,6 +8,7 @@ import pytest
 from defectrt import Detector
 from defectrt.errors import UserInputError
 from defectrt.runtime import bundle, tensorrt_backend
+from defectrt.runtime.backend import Backend
 from test_runtime_models import draw_rect, make_bundle, rect_finder
 
 ENGINE = {"file": "model.engine", "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
@@ -115,10 +116,13 @@ def test_an_engine_that_fails_to_load_falls_back_with_a_warning(tmp_path, monkey
     monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda: {"gpu_name": "Orin", "compute_capability": "8.7"})
     seen = {}
 
-    class Failing(object):
+    class Failing(Backend):
         def __init__(self, path, **kwargs):
             seen.update(kwargs, path=path)
             raise UserInputError("{}: could not deserialize".format(path))
+
+        def infer(self, blob):  # never reached: loading failed
+            raise AssertionError
 
     monkeypatch.setattr(tensorrt_backend, "TensorRTBackend", Failing)
     folder = _engine_bundle(tmp_path)
@@ -136,14 +140,57 @@ def test_a_bare_engine_inside_a_bundle_takes_the_manifest_names(tmp_path, monkey
     folder = _engine_bundle(tmp_path)
     seen = {}
 
-    class Recording(object):
+    class Recording(Backend):
         name, imgsz, batch = "tensorrt", (384, 672), None
 
         def __init__(self, path, **kwargs):
             seen.update(kwargs, path=path)
             self.names = kwargs["names"]
 
+        def infer(self, blob):
+            raise AssertionError
+
     monkeypatch.setattr(tensorrt_backend, "TensorRTBackend", Recording)
     det = Detector(os.path.join(folder, "model.engine"))
     assert seen["path"].endswith("model.engine") and det.names == {0: "scratch", 1: "dent"}
     assert det.backend_reason == "TensorRT engine given"
+
+
+def test_the_letterbox_record_is_read():
+    import numpy as np
+    import pytest
+
+    from defectrt.errors import UserInputError
+    from defectrt.runtime import bundle as bundle_mod
+    from defectrt.runtime.preprocess import preprocess
+
+    assert bundle_mod.pad_value({}) == 114
+    assert bundle_mod.pad_value({"letterbox": {"pad_value": 0}}) == 0
+    for bad in (300, -1, 1.5, True, "114"):
+        with pytest.raises(UserInputError, match="pad_value"):
+            bundle_mod.pad_value({"letterbox": {"pad_value": bad}})
+    img = np.full((32, 64, 3), 200, np.uint8)  # letterboxed to 64x64: rows 0..15 are border
+    blob, _ = preprocess(img, (64, 64), pad_value=0)
+    assert blob[0, :, 0, 0].tolist() == [0.0, 0.0, 0.0] and abs(blob[0, 0, 32, 32] - 200 / 255.0) < 1e-6
+    blob, _ = preprocess(img, (64, 64))
+    assert abs(blob[0, 0, 0, 0] - 114 / 255.0) < 1e-6
+
+
+def test_the_manifest_type_reads_verifies_and_writes(tmp_path):
+    import pytest
+
+    from defectrt.runtime.bundle import Manifest
+    from manifest_schema import schema_errors
+
+    folder = make_bundle(str(tmp_path / "b"), rect_finder(), thresholds={"conf": 0.3, "iou": 0.5, "max_det": 10})
+    m = Manifest.read(folder)
+    assert m.model == "model.onnx" and m.model_path == os.path.realpath(os.path.join(folder, "model.onnx"))
+    assert m.imgsz == (384, 672) and m.pad_value == 114 and m.thresholds == {"conf": 0.3, "iou": 0.5, "max_det": 10}
+    assert m.names and m.engine is None and schema_errors(m.data) == []
+    m.data["letterbox"] = {"pad_value": 0}
+    m.write()
+    assert Manifest.read(folder).pad_value == 0
+    with open(os.path.join(folder, "model.onnx"), "ab") as f:
+        f.write(b"x")
+    with pytest.raises(UserInputError, match="model.onnx"):
+        m.verify()

@@ -7,6 +7,7 @@ import pytest
 
 from defectrt import Detector
 from defectrt.errors import UserInputError
+from defectrt.runtime.backend import Backend
 from test_runtime_models import draw_rect, rect_finder, save
 
 
@@ -105,7 +106,7 @@ def test_model_path_errors(tmp_path, rf_path):
         Detector("demo:nothing")
 
 
-class IndexBackend(object):
+class IndexBackend(Backend):
     """A backend object: frame i (all pixels = i) -> one box at x = i, after a random delay."""
 
     name = "fake"
@@ -186,3 +187,39 @@ def test_blobs_are_padded_up_to_the_smallest_batch_the_backend_accepts():
     det = Detector(MinTwo())
     np.testing.assert_allclose(det(_frames(4)[3]).boxes, [[3, 8, 7, 12]])
     assert [float(d.boxes[0, 0]) for d in det(_frames(3))] == [0.0, 1.0, 2.0]
+
+
+def test_a_backend_object_must_implement_the_protocol():
+    class Duck(object):  # has infer, but is no Backend: refused with what to do, not probed
+        name, imgsz, names = "duck", (64, 64), {}
+
+        def infer(self, blob):
+            return np.zeros((1, 5, 1), np.float32)
+
+    with pytest.raises(UserInputError, match="subclasses defectrt.runtime.backend.Backend"):
+        Detector(Duck())
+    be = IndexBackend()
+    assert be.batch_range() == (1, None) and be.runs_on_host and not be.offers_stage_timing
+    assert be.input_info()[0].shape == (None, 3, 64, 64) and be.parallel(2) is None
+    with pytest.raises(UserInputError, match="cuda-graph"):
+        be.enable_cuda_graph()
+
+
+def test_the_stage_timing_hook_sees_every_stage_of_a_call():
+    det = Detector(IndexBackend(delay=0.004))
+    seen = []
+    det.stage_hook = lambda stage, ms: seen.append((stage, ms))
+    det([np.zeros((64, 64, 3), np.uint8)] * 2)
+    assert [s for s, _ in seen] == ["preprocess", "infer", "postprocess"] and all(ms >= 0 for _, ms in seen)
+    det.stage_hook = None
+    det(np.zeros((64, 64, 3), np.uint8))
+    assert len(seen) == 3
+
+
+def test_onnxruntime_describes_its_tensors(rf_path):
+    be = Detector(rf_path, threads=1).backend
+    (inp,) = be.input_info()
+    assert inp.name == "images" and inp.shape[1] == 3 and inp.dtype == "float32"
+    outs = be.output_info()
+    assert len(outs) == 1 and len(outs[0].shape) == 3 and outs[0].dtype == "float32"
+    assert be.batch_range()[0] >= 1 and be.runs_on_host

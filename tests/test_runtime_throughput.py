@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from defectrt.errors import UserInputError
+from defectrt.runtime.backend import Backend
 from defectrt.runtime.detector import Detector
 from defectrt.runtime.throughput import ordered_inflight, split_threads
 
 
-class _Tagged(object):
+class _Tagged(Backend):
     """A backend whose output encodes the input frame's tag (its first pixel) as a box's score, and whose
     runner finishes requests in random order, recording how many were in flight at once."""
 
@@ -99,7 +100,7 @@ def test_errors_reach_the_consumer_and_stop_the_stream():
 
 
 def test_backend_without_a_throughput_mode_is_a_clear_error():
-    class Plain(object):
+    class Plain(Backend):
         name = "plain"
         imgsz = (64, 64)
         names = {0: "a"}

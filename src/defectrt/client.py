@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from defectrt.errors import DefectrtError, UserInputError
+from defectrt.errors import BackendUnavailable, DefectrtError, UserInputError
 from defectrt.serving import protocol
 
 SCHEMES = ("http", "grpc")
@@ -88,7 +88,7 @@ class TritonDetector(object):
             else:
                 import tritonclient.http as mod
         except ImportError as exc:
-            raise UserInputError("TritonDetector needs tritonclient: pip install 'defectrt[triton]' ({})".format(exc))
+            raise BackendUnavailable("TritonDetector needs tritonclient: pip install 'defectrt[triton]' ({})".format(exc))
         return mod
 
     def _connect(self):

@@ -22,6 +22,8 @@ import numpy as np
 
 from defectrt.bench import timing
 from defectrt.errors import UserInputError
+from defectrt.modelref import onnx_metadata
+from defectrt.runtime.backend import Backend
 
 
 def synthetic_images(batch, imgsz, seed=0):
@@ -59,34 +61,16 @@ def _stage_table(stats, absent):
 
 @contextlib.contextmanager
 def _instrumented(det, record, compute_stage):
-    """Temporarily wrap det.preprocess / det.infer / det.postprocess to record their host times."""
-    names = (("preprocess", "preprocess"), ("infer", compute_stage), ("postprocess", "postprocess"))
-    patched = []
+    """Record the host time of each stage of det's calls through its stage-timing hook (Detector.stage_hook)."""
+    def hook(stage, ms):
+        stage = compute_stage if stage == "infer" else stage
+        record[stage] = record.get(stage, 0.0) + ms
+
+    det.stage_hook = hook
     try:
-        for attr, stage in names:
-            orig = getattr(det, attr, None)
-            if orig is None:
-                continue
-
-            def wrapper(*a, _orig=orig, _stage=stage, **k):
-                t0 = time.perf_counter_ns()
-                try:
-                    return _orig(*a, **k)
-                finally:
-                    record[_stage] = record.get(_stage, 0.0) + (time.perf_counter_ns() - t0) / 1e6
-
-            try:
-                setattr(det, attr, wrapper)
-            except (AttributeError, TypeError):
-                continue
-            patched.append(attr)
         yield
     finally:
-        for attr in patched:
-            try:
-                delattr(det, attr)
-            except AttributeError:
-                pass
+        det.stage_hook = None
 
 
 def measure_inflight(det, inflight, imgsz, settings=None):
@@ -107,7 +91,7 @@ def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=No
     """Benchmark one Detector at one batch size; -> dict with stages, absent, throughput, warnings."""
     s = _settings(settings)
     if imgsz is None:
-        imgsz = tuple(getattr(det, "imgsz", None) or ())
+        imgsz = tuple(det.imgsz or ())
     if len(imgsz) != 2:
         raise UserInputError("the model does not say its input size; pass --imgsz H W")
     imgsz = (int(imgsz[0]), int(imgsz[1]))
@@ -167,7 +151,7 @@ def _onnx_meta(path):
         m = onnx.load(path, load_external_data=False)
     except Exception:
         return {}
-    return {p.key: p.value for p in m.metadata_props}
+    return onnx_metadata(m)
 
 
 def model_identity(ref):
@@ -176,7 +160,7 @@ def model_identity(ref):
     import os
 
     if not isinstance(ref, (str, bytes, os.PathLike)):
-        name = str(getattr(ref, "name", type(ref).__name__))
+        name = ref.name if isinstance(ref, Backend) else type(ref).__name__
         return {"name": name, "source": name, "onnx": None, "precision": "unknown", "variant": "unknown"}
     path = os.fspath(ref)
     base = os.path.basename(os.path.normpath(path))
@@ -185,8 +169,9 @@ def model_identity(ref):
     onnx_path = None
     if os.path.isdir(path):
         try:
-            with open(os.path.join(path, "manifest.json")) as f:
-                manifest = json.load(f)
+            from defectrt.runtime.bundle import read_manifest
+
+            manifest = read_manifest(path, verify=False)
             for key in ("precision", "variant"):
                 if isinstance(manifest.get(key), str):
                     ident[key] = manifest[key]
@@ -206,16 +191,6 @@ def model_identity(ref):
             if ident[key] == "unknown" and meta.get(key):
                 ident[key] = meta[key]
     return ident
-
-
-def _accepts(fn, name):
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
 def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, end_to_end=False, settings=None,
@@ -239,31 +214,28 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
         kwargs["threads"] = threads
     if openvino:
         kwargs["openvino"] = openvino
-    if imgsz is not None and _accepts(detector_cls, "imgsz"):
+    if imgsz is not None:
         kwargs["imgsz"] = tuple(imgsz)
-    graph_in_ctor = cuda_graph and _accepts(detector_cls, "cuda_graph")
-    if graph_in_ctor:
-        kwargs["cuda_graph"] = True
+    if cuda_graph:
+        kwargs["cuda_graph"] = True  # the Detector asks its backend (Backend.enable_cuda_graph / TensorRT's option)
     cold_batch = [batches[0]]
 
     def prepare(det):  # untimed: the first inference runs on a ready blob
         size = tuple(imgsz) if imgsz is not None else tuple(det.imgsz)
-        cold_batch[0] = getattr(det, "batch", None) or batches[0]
+        cold_batch[0] = det.batch or batches[0]
         return det.preprocess(synthetic_images(cold_batch[0], size))[0]
 
     det, _, cold = timing.cold_start(lambda: detector_cls(model, **kwargs), lambda d, blob: d.infer(blob), prepare)
-    det_size = tuple(int(v) for v in (getattr(det, "imgsz", None) or ()))
+    det_size = tuple(int(v) for v in (det.imgsz or ()))
     if imgsz is not None and det_size and tuple(imgsz) != det_size:
         raise UserInputError("{}: the model's input is {}x{}; --imgsz {} {} differs (export it at that size)".format(
             ident["source"], det_size[0], det_size[1], imgsz[0], imgsz[1]))
     size = tuple(imgsz) if imgsz is not None else det_size
     be = timing.backend_of(det)
-    if cuda_graph and not graph_in_ctor:
-        timing.enable_cuda_graph(be)
     if cuda_graph and timing.runs_on_host(be):
         raise UserInputError("--cuda-graph needs the TensorRT backend; {} runs on {}".format(
-            ident["source"], getattr(be, "name", "the CPU")))
-    fixed_batch = getattr(det, "batch", None)
+            ident["source"], be.name))
+    fixed_batch = det.batch
     on_host = timing.runs_on_host(be)
     gflops = None
     notes = []
@@ -278,7 +250,7 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
     if not on_host:
         notes.append("efficiency is against the host CPU's matmul peak only for host backends; GPU peak unknown")
     fields = dict(source=ident["source"], variant=ident["variant"], precision=ident["precision"],
-                  backend=str(getattr(be, "name", backend)), providers=timing.providers_of(be))
+                  backend=str(be.name), providers=timing.providers_of(be))
     results = []
     mode = "throughput" if inflight else "end_to_end" if end_to_end else "model"
     for b in batches:

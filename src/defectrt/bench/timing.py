@@ -17,7 +17,8 @@ Conventions (those of trtexec, see ../shared/notes/tensorrt.md):
 GPU timing hook (for the TensorRT backend, defectrt/runtime/tensorrt_backend.py)
 -------------------------------------------------------------------------------
 An asynchronous enqueue returns before the GPU has done the work, so timing the enqueue call alone
-measures nothing.  A backend that runs on a GPU offers::
+measures nothing.  A backend (defectrt.runtime.backend.Backend) that runs on a GPU sets
+``offers_stage_timing`` and implements::
 
     backend.time_stages(blob) -> (output, {"h2d": ms, "compute": ms, "d2h": ms, "enqueue": ms})
 
@@ -25,7 +26,7 @@ which records CUDA events on its stream before/after the input copies, the enque
 copies, synchronises the stream, and returns ``cudaEventElapsedTime`` for each interval ("enqueue" is the
 optional host time spent inside the enqueue call, as trtexec's "Enqueue Time").  Streams, contexts,
 events and buffers are created once, outside the timed loop.  When the backend offers
-``enable_cuda_graph()`` (or ``use_cuda_graph = True``), ``--cuda-graph`` captures the enqueue once
+``enable_cuda_graph()``, ``--cuda-graph`` captures the enqueue once
 and replays it.  A GPU backend without ``time_stages`` is timed on the host only: ``infer_host`` (the
 synchronous ``infer`` call, copies and synchronisation included); h2d / compute / d2h are then absent.
 
@@ -43,6 +44,7 @@ import time
 
 from defectrt.bench.stats import summarize
 from defectrt.errors import UserInputError
+from defectrt.runtime.backend import Backend
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "postprocess", "end_to_end")
 EXTRA_STAGES = ("latency", "enqueue", "infer_host")
@@ -173,44 +175,18 @@ def timed(fn, stage):
 
 # --- backends -----------------------------------------------------------------------------------------
 
-def backend_of(obj):
-    """The backend object behind a Detector (or the object itself when it is already a backend)."""
-    for attr in ("backend", "_backend", "runner", "session_backend"):
-        b = getattr(obj, attr, None)
-        if b is not None and not isinstance(b, str):
-            return b
-    return obj
+def backend_of(det):
+    """The Backend behind a Detector (or the object itself when it is already a Backend)."""
+    return det if isinstance(det, Backend) else det.backend
 
 
 def providers_of(backend):
-    for attr in ("providers",):
-        p = getattr(backend, attr, None)
-        if p:
-            return list(p)
-    sess = getattr(backend, "session", None) or getattr(backend, "sess", None)
-    if sess is not None and hasattr(sess, "get_providers"):
-        try:
-            return list(sess.get_providers())
-        except Exception:
-            return []
-    return []
+    return list(backend.providers or ())
 
 
 def runs_on_host(backend):
     """True when the backend computes on the CPU, synchronously (ONNX Runtime with only the CPU EP)."""
-    flag = getattr(backend, "host_synchronous", None)
-    if flag is not None:
-        return bool(flag)
-    if callable(getattr(backend, "time_stages", None)):
-        return False
-    name = "{} {}".format(getattr(backend, "name", ""), type(backend).__name__).lower()
-    providers = providers_of(backend)
-    if providers:
-        return all(p == "CPUExecutionProvider" for p in providers)
-    if "tensorrt" in name or "cuda" in name or "trt" in name:
-        return False
-    # onnxruntime without visible providers, or a Python object (e.g. the PyTorch model on the CPU)
-    return True
+    return backend.runs_on_host
 
 
 def model_query(infer, blob, backend=None):
@@ -218,10 +194,9 @@ def model_query(infer, blob, backend=None):
 
     `absent` maps each stage that cannot be measured for this backend to the reason.
     """
-    hook = getattr(backend, "time_stages", None) if backend is not None else None
-    if callable(hook):
+    if backend is not None and backend.offers_stage_timing:
         def query():
-            _, times = hook(blob)
+            _, times = backend.time_stages(blob)
             out = {k: times.get(k) for k in ("h2d", "compute", "d2h", "enqueue")}
             parts = [out[k] for k in ("h2d", "compute", "d2h")]
             out["latency"] = sum(parts) if all(v is not None for v in parts) else None  # trtexec's "Latency"
@@ -247,18 +222,9 @@ def model_query(infer, blob, backend=None):
 
 
 def enable_cuda_graph(backend):
-    """Ask a GPU backend to capture/replay a CUDA graph; UserInputError when it cannot."""
-    fn = getattr(backend, "enable_cuda_graph", None)
-    if callable(fn):
-        fn()
-        return True
-    if hasattr(backend, "use_cuda_graph"):
-        backend.use_cuda_graph = True
-        return True
-    raise UserInputError(
-        "--cuda-graph needs a backend that can capture CUDA graphs (the TensorRT backend); "
-        "{} cannot".format(getattr(backend, "name", type(backend).__name__))
-    )
+    """Ask a GPU backend to capture/replay a CUDA graph; InvalidArgument (a UserInputError) when it cannot."""
+    backend.enable_cuda_graph()
+    return True
 
 
 # --- memory ---------------------------------------------------------------------------------------------
@@ -288,10 +254,9 @@ def host_memory():
 
 def gpu_memory(backend=None, which=shutil.which):
     """Bytes of GPU memory this process uses, or "unknown"."""
-    fn = getattr(backend, "device_memory_bytes", None) if backend is not None else None
-    if callable(fn):
+    if backend is not None:
         try:
-            value = fn()
+            value = backend.device_memory_bytes()
             if value is not None:
                 return int(value)
         except Exception:

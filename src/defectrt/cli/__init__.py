@@ -21,13 +21,9 @@ _COMMAND_MODULES += ("verify_cmd", "doctor_cmd")
 
 def imgsz_arg(values):
     """--imgsz as given (`nargs="+"` ints: N or H W) -> (h, w), or None when it was not given."""
-    if not values:
-        return None
-    if len(values) not in (1, 2):
-        from defectrt.errors import UserInputError
+    from defectrt.modelref import parse_imgsz
 
-        raise UserInputError("--imgsz takes one value or two (H W)")
-    return int(values[0]), int(values[-1])
+    return parse_imgsz(values or None, "--imgsz")
 
 
 def build_parser():

@@ -19,6 +19,7 @@ import sys
 from defectrt.cli.backend_args import add_backend_args, openvino_options
 from defectrt.cli.options import add_imgsz
 from defectrt.errors import UserInputError
+from defectrt.modelref import ModelRef
 
 
 def register(sub):
@@ -92,11 +93,9 @@ def parse_batches(text):
 
 
 def parse_imgsz(values):
-    if values is None:
-        return None
-    if len(values) not in (1, 2) or any(v < 32 or v % 32 for v in values):
-        raise UserInputError("--imgsz takes N or H W, multiples of 32 (got {})".format(" ".join(map(str, values))))
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+    from defectrt.modelref import parse_imgsz as parse  # one rule set; bench runs models at exactly this size
+
+    return parse(values, "--imgsz", multiple_of=32)
 
 
 def _outputs(args):
@@ -170,7 +169,7 @@ def run(args):
                     duration_s=None if args.iters else args.duration_s, iters=args.iters, min_iters=10)
     timing.check_settings(**settings)
     for m in args.models:
-        if not m.startswith("demo:") and not os.path.exists(m):
+        if not ModelRef.parse(m).is_demo and not os.path.exists(m):
             raise UserInputError("{}: no such model file or bundle folder".format(m))
     _outputs(args)
 

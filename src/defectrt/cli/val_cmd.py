@@ -50,7 +50,9 @@ def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="
     try:
         from defectrt.models.torch_backend import TorchBackend
     except ImportError as exc:
-        if model.startswith("demo:"):  # device installs have no torch but may ship the demo bundles
+        from defectrt.modelref import ModelRef
+
+        if ModelRef.parse(model).is_demo:  # device installs have no torch but may ship the demo bundles
             return Detector(model, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
         raise UserInputError("{}: running a checkpoint or registry model needs PyTorch ({}); install "
                              "defectrt[export] or pass an exported .onnx / bundle".format(model, exc))

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 
 IMAGE_EXTS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 MAX_REPORTED = 20  # problems listed in one error; the rest are counted
@@ -271,7 +271,7 @@ def load_dataset(path, split="val"):
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UserInputError("{}: no such dataset (pass a data.yaml or a folder with images/ and labels/)".format(path))
+        raise NotFound("{}: no such dataset (pass a data.yaml or a folder with images/ and labels/)".format(path))
     yaml_path = None
     if os.path.isfile(path):
         if not path.lower().endswith((".yaml", ".yml")):

@@ -32,15 +32,15 @@ import tempfile
 import numpy as np
 
 from defectrt import __version__
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
+from defectrt.modelref import onnx_metadata, parse_imgsz
+from defectrt.runtime.bundle import FORMAT, MANIFEST  # the bundle layout has one home: runtime/bundle.py
 
 log = logging.getLogger("defectrt")
 
-FORMAT = "defectrt-bundle"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 # bf16's golden data is ONNX Runtime's FP32 run of the (FP32) file, so it is checked at FP32 tolerance.
 GOLDEN_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (2e-2, 2e-2), "int8": (5e-2, 5e-2), "bf16": (1e-3, 1e-3)}
@@ -54,24 +54,13 @@ def for_cpu(precision, int8_flavour, target_trt, engine_built):
     return precision in ("fp32", "bf16") and target_trt is None and not engine_built
 
 
-def _imgsz(imgsz):
-    if imgsz is None:
-        return None
-    if isinstance(imgsz, int):
-        return (imgsz, imgsz)
-    imgsz = tuple(int(v) for v in imgsz)
-    return imgsz * 2 if len(imgsz) == 1 else imgsz
-
-
-def _onnx_metadata(model):
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, plugin_nms,
                  for_cpu=False):
     if str(model_ref).endswith(".onnx"):
         if not os.path.isfile(model_ref):
-            raise UserInputError("{}: no such ONNX file".format(model_ref))
+            raise NotFound("{}: no such ONNX file".format(model_ref))
         shutil.copyfile(model_ref, out_path)
         return {"grid_sample_reason": "taken as given from the ONNX file"}
     from defectrt.export.onnx import export_onnx
@@ -196,14 +185,14 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     conf, iou = limits.check_threshold(conf, "--conf"), limits.check_threshold(iou, "--iou")
     max_det = limits.check_max_det(max_det, "--max-det")
     if imgsz is not None:
-        limits.check_imgsz(_imgsz(imgsz), "--imgsz")
+        limits.check_imgsz(parse_imgsz(imgsz, "--imgsz"), "--imgsz")
     if precision == "bf16":
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     trt = import_tensorrt()
     if engine == "always" and trt is None:
-        raise UserInputError("--engine was asked for, but TensorRT is not installed here")
-    imgsz = _imgsz(imgsz)
+        raise BackendUnavailable("--engine was asked for, but TensorRT is not installed here")
+    imgsz = parse_imgsz(imgsz, "--imgsz")
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
         fp32_path = os.path.join(work, "model_fp32.onnx")
@@ -211,8 +200,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
         export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
                                    for_cpu=cpu)
-        meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
-        imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
+        meta = onnx_metadata(onnx.load(fp32_path, load_external_data=False))
+        imgsz = imgsz or parse_imgsz(meta.get("imgsz"), strict=False) or (640, 640)
         final = os.path.join(tmp, "model.onnx")
         flavour = None
         if precision in ("fp32", "bf16"):
@@ -232,7 +221,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                                  module, path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
                                  for_cpu=cpu))
         final_model = onnx.load(final, load_external_data=False)
-        final_meta = _onnx_metadata(final_model)
+        final_meta = onnx_metadata(final_model)
         if precision not in ("fp32", "bf16"):
             from defectrt.export.precision import island_violations
 
@@ -324,8 +313,8 @@ def _check_bf16_possible(val, engine):
         raise UserInputError("--precision bf16 needs --val DATA: bf16 is offered only with its accuracy measured "
                              "(at most {:.1f} points of mAP50-95 below FP32)".format(BF16_MAX_LOSS * 100))
     if import_openvino() is None:
-        raise UserInputError("--precision bf16 runs on OpenVINO, which is not installed here (pip install "
-                             "'defectrt[openvino]'); its accuracy cannot be measured without it")
+        raise BackendUnavailable("--precision bf16 runs on OpenVINO, which is not installed here (pip install "
+                                 "'defectrt[openvino]'); its accuracy cannot be measured without it")
     if not cpu_bf16_support():
         raise UserInputError("--precision bf16: this CPU has no bf16 (AMX / AVX-512 BF16), so OpenVINO would run "
                              "FP32 and the measured accuracy would not be bf16's; build it on a bf16-capable CPU")
@@ -413,11 +402,9 @@ def write_manifest(folder, manifest):
                 files[check_relpath(rel, where)] = sha256_file(full)
     manifest["files"] = dict(sorted(files.items()))
     manifest["files"].pop(TIMING_CACHE, None)
-    with atomic_path(os.path.join(folder, MANIFEST), force=True) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False)
-            f.write("\n")
-    return manifest
+    from defectrt.runtime.bundle import write_manifest_file
+
+    return write_manifest_file(folder, manifest)
 
 
 def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins=(), force=False):
@@ -426,7 +413,7 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
     from defectrt.runtime.bundle import read_manifest
 
     if import_tensorrt() is None:
-        raise UserInputError("TensorRT is not installed here; run this on the device that will run the engine")
+        raise BackendUnavailable("TensorRT is not installed here; run this on the device that will run the engine")
     manifest = read_manifest(bundle)  # verifies every hash first: never build from a tampered bundle
     if manifest.get("precision") == "bf16":
         raise UserInputError("{} is a bf16 bundle, for OpenVINO on CPUs; build an fp16 or int8 bundle for "

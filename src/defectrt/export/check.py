@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 
 SUPPORT_FILE = trt_compat.SUPPORT_FILE
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -100,7 +100,7 @@ def load_onnx(model_or_path, external_data=False):
         return model_or_path
     path = os.fspath(model_or_path)
     if not os.path.isfile(path):
-        raise UserInputError("{}: no such ONNX file".format(path))
+        raise NotFound("{}: no such ONNX file".format(path))
     try:
         return onnx.load(path, load_external_data=external_data)
     except Exception as exc:  # protobuf decode errors have no common base class

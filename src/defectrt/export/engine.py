@@ -27,7 +27,7 @@ import sys
 import time
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, UserInputError
 from defectrt.export.islands import ISLAND_MARK
 
 # The device side owns TensorRT discovery, plugin loading and the GPU identity; the builder reuses them so an
@@ -115,8 +115,8 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch=(1, 1, 1), imgs
     """
     trt = trt or import_tensorrt()
     if trt is None:
-        raise UserInputError("TensorRT is not installed here; build the engine on the device (JetPack provides it), "
-                             "or run the bundle's build_engine.sh there")
+        raise BackendUnavailable("TensorRT is not installed here; build the engine on the device (JetPack provides it), "
+                                 "or run the bundle's build_engine.sh there")
     from defectrt.fileio import atomic_write_bytes, check_output
 
     check_output(engine_path, force)

@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from defectrt.errors import UserInputError
+from defectrt.modelref import onnx_metadata
 
 NMS_MODES = ("none", "onnx", "trt")
 TRT_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
@@ -135,7 +136,7 @@ def _append_onnx_nms(graph, boxes, scores, p, conf, iou, max_det):
 
 
 def nms_from_metadata(model):
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = onnx_metadata(model)
     return meta.get("nms", "none")
 
 

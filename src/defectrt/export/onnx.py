@@ -43,6 +43,7 @@ from defectrt.export.islands import ISLAND_MARK
 from defectrt.options import ExportSpec
 from defectrt.options import resolve as resolve_options
 from defectrt.fileio import atomic_path, check_output
+from defectrt.modelref import parse_imgsz
 
 log = logging.getLogger("defectrt")
 
@@ -94,23 +95,6 @@ class ExportResult:
             lines.append(self.check.format())
         lines.extend("note: " + n for n in self.notes)
         return "\n".join(lines)
-
-
-def parse_imgsz(imgsz):
-    """640 | (640,) | (384, 672) | "384,672" -> (h, w)."""
-    if isinstance(imgsz, str):
-        imgsz = [v for v in imgsz.replace("x", ",").split(",") if v.strip()]
-    if isinstance(imgsz, (int, np.integer)):
-        imgsz = (imgsz,)
-    try:
-        vals = tuple(int(v) for v in imgsz)
-    except (TypeError, ValueError):
-        raise UserInputError("--imgsz {!r}: give one size (640) or two (H W)".format(imgsz)) from None
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or min(vals) < 1:
-        raise UserInputError("--imgsz {!r}: give one size (640) or two (H W)".format(imgsz))
-    return vals
 
 
 def resolve_opset(opset, target_trt=None, grid_sample="auto"):
@@ -387,7 +371,7 @@ def export_onnx(model_or_ref, output, imgsz=None, batch=1, dynamic_batch=False, 
     model, digest = _resolve_model(model_or_ref)
     if imgsz is None:
         imgsz = getattr(model, "imgsz", None) or 640
-    h, w = parse_imgsz(imgsz)
+    h, w = parse_imgsz(imgsz, "--imgsz")
     stride = _model_stride(model)
     if h % stride or w % stride:
         def near(v):

@@ -43,10 +43,11 @@ import os
 import re
 import tempfile
 
-from defectrt.errors import DefectrtError, UserInputError
+from defectrt.errors import BackendUnavailable, DefectrtError, UserInputError
 from defectrt.export.check import load_onnx, model_opset
 from defectrt.export.islands import ISLAND_MARK
 from defectrt.fileio import atomic_path, check_output
+from defectrt.modelref import onnx_metadata, parse_imgsz
 
 log = logging.getLogger("defectrt")
 
@@ -78,7 +79,7 @@ def _require_modelopt(what):
     try:
         import modelopt.onnx  # noqa: F401
     except ImportError as exc:
-        raise UserInputError("{} needs NVIDIA ModelOpt, which is not installed ({}); install it with: {}".format(
+        raise BackendUnavailable("{} needs NVIDIA ModelOpt, which is not installed ({}); install it with: {}".format(
             what, exc, MODELOPT_HINT))
     _quiet_modelopt()
 
@@ -162,14 +163,10 @@ def _static_input(model):
 
 
 def _model_imgsz(model):
-    import json
-
     name, batch, hw = _static_input(model)
     if hw is None:
-        meta = {p.key: p.value for p in model.metadata_props}
-        try:
-            hw = tuple(int(v) for v in json.loads(meta["imgsz"]))
-        except (KeyError, ValueError, TypeError):
+        hw = parse_imgsz(onnx_metadata(model).get("imgsz"), strict=False)
+        if hw is None:
             raise UserInputError("input {} has a dynamic height / width and no imgsz metadata: cannot tell which "
                                  "size to calibrate at".format(name))
     return name, batch, hw
@@ -177,8 +174,8 @@ def _model_imgsz(model):
 
 def _set_metadata(model, source, **values):
     """Keep the source model's metadata_props and set `values` (strings)."""
-    meta = {p.key: p.value for p in source.metadata_props}
-    meta.update({p.key: p.value for p in model.metadata_props})
+    meta = onnx_metadata(source)
+    meta.update(onnx_metadata(model))
     meta.update({k: str(v) for k, v in values.items() if v is not None})
     del model.metadata_props[:]
     for key in sorted(meta):

@@ -12,14 +12,14 @@ import os
 
 import torch
 
-from defectrt.errors import UserInputError
+from defectrt.errors import NotFound, UserInputError
 from defectrt.fileio import atomic_path
+from defectrt.modelref import DEMO_DIR, ModelRef
 from defectrt.models.torchzip import open_regular
 from defectrt.models.yolo import ArchitectureError, DetectionModel, state_dict_shapes
 
 FORMAT = "defectrt-checkpoint"
 FORMAT_VERSION = 1
-DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
 DEMOS = {"screw": "screw.safetensors", "pcb": "pcb.safetensors"}
 
 
@@ -96,7 +96,7 @@ def load(path, nc=None):
     """Load a `.safetensors` (ours) or Ultralytics `.pt` checkpoint -> eval-mode DetectionModel with `.names`."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UserInputError("{}: no such checkpoint file".format(path))
+        raise NotFound("{}: no such checkpoint file".format(path))
     open_regular(path).close()  # a FIFO or device named best.pt is refused before anything reads it
     if path.endswith(".safetensors"):
         model = _load_safetensors(path)
@@ -167,16 +167,17 @@ def resolve_model_ref(ref, nc=80, names=None):
 
     if isinstance(ref, torch.nn.Module):
         return ref.eval()
+    parsed = ModelRef.parse(ref)
     ref = os.fspath(ref)
-    if ref.startswith("demo:"):
-        key = ref.split(":", 1)[1]
-        if key not in DEMOS:
-            raise UserInputError("unknown demo model {!r}; available: {}".format(ref, ", ".join("demo:" + k for k in DEMOS)))
-        path = os.path.join(DEMO_DIR, DEMOS[key])
+    if parsed.is_demo:
+        if parsed.value not in DEMOS:
+            raise NotFound("unknown demo model {!r}; available: {}".format(
+                ref, ", ".join(str(ModelRef("demo", k)) for k in DEMOS)))
+        path = os.path.join(DEMO_DIR, DEMOS[parsed.value])
         if not os.path.isfile(path):
-            raise UserInputError("{}: the demo checkpoint is not in this installation ({})".format(ref, path))
+            raise NotFound("{}: the demo checkpoint is not in this installation ({})".format(ref, path))
         return load(path)
-    if os.path.exists(ref) or ref.endswith((".pt", ".pth", ".safetensors")):
+    if parsed.kind == "path":
         return load(ref)
     if _split(ref) is None:
         raise UserInputError(

@@ -11,9 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from defectrt.runtime.backend import Backend
 
-class TorchBackend:
+
+class TorchBackend(Backend):
+    """The PyTorch reference on the CPU (the runtime's Backend protocol, so Detector runs it like any engine)."""
+
     name = "torch"
+    device = "cpu"
 
     def __init__(self, model_ref, imgsz=None, nc=80, names=None, fuse=True):
         from defectrt.models.checkpoint import resolve_model_ref

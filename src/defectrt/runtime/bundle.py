@@ -18,9 +18,10 @@ import json
 import os
 import posixpath
 import re
+from dataclasses import dataclass
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import InvalidArgument, NotFound, UserInputError
 from defectrt.fileio import sha256_file
 from defectrt.runtime import limits
 
@@ -80,7 +81,7 @@ def read_manifest(folder, verify=True):
     folder = os.fspath(folder)
     path = os.path.join(folder, MANIFEST)
     if not os.path.isdir(folder):
-        raise UserInputError("{}: no such bundle folder".format(folder))
+        raise NotFound("{}: no such bundle folder".format(folder))
     if not os.path.isfile(path):
         raise UserInputError("{}: not a bundle ({} is missing); build one with `defectrt export build`".format(
             folder, MANIFEST))
@@ -134,9 +135,9 @@ def check_manifest(manifest, where):
 
         parse_names(names, "{} `names`".format(where))
     if manifest.get("imgsz") is not None:
-        from defectrt.runtime.modelinfo import parse_imgsz
+        from defectrt.modelref import parse_imgsz
 
-        hw = parse_imgsz(manifest["imgsz"])
+        hw = parse_imgsz(manifest["imgsz"], strict=False)
         if hw is None:
             raise UserInputError("{}: `imgsz` {!r} is not [h, w]; rebuild the bundle".format(where, manifest["imgsz"]))
         limits.check_imgsz(hw, "{} `imgsz`".format(where))
@@ -207,6 +208,93 @@ def choose_backend(folder, manifest, backend="auto", trt_version=None, gpu=None)
         raise UserInputError("bundle {}: cannot run the TensorRT engine: {}. Rebuild it here with: {}".format(
             folder, why, REBUILD.format(folder) + REBUILD_WITHOUT_PYTHON.format(folder)))
     return "onnxruntime", onnx_path, "ONNX Runtime on {} because {}".format(os.path.basename(onnx_path), why)
+
+
+def pad_value(manifest, where=MANIFEST):
+    """The letterbox border value the bundle was validated with (`letterbox.pad_value`, 0 .. 255), else 114."""
+    from defectrt.runtime.preprocess import PAD_VALUE
+
+    record = manifest.get("letterbox")
+    if record is None or record.get("pad_value") is None:
+        return PAD_VALUE
+    value = record["pad_value"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise InvalidArgument("{}: letterbox.pad_value {!r} must be a whole number 0 .. 255; rebuild the "
+                              "bundle".format(where, value))
+    return value
+
+
+def write_manifest_file(folder, manifest):
+    """Write `manifest` as the bundle's manifest.json, atomically (the one writer of that file)."""
+    from defectrt.fileio import atomic_path
+
+    with atomic_path(os.path.join(os.fspath(folder), MANIFEST), force=True) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2, sort_keys=False)
+            f.write("\n")
+    return manifest
+
+
+@dataclass
+class Manifest(object):
+    """A bundle's manifest: `read` (format, paths, bounds; verify=True: every file's sha256), `verify`, `write`,
+    and the typed fields the runtime uses. `data` is the JSON object (docs/manifest.schema.json) as written."""
+
+    folder: str
+    data: dict
+
+    @classmethod
+    def read(cls, folder, verify=True):
+        return cls(os.fspath(folder), read_manifest(folder, verify=verify))
+
+    def verify(self):
+        """Every listed file exists, is a regular file inside the bundle, and matches its sha256."""
+        verify_files(self.folder, self.data["files"])
+        return self
+
+    def write(self):
+        write_manifest_file(self.folder, self.data)
+        return self
+
+    @property
+    def where(self):
+        return os.path.join(self.folder, MANIFEST)
+
+    @property
+    def model(self):
+        return self.data.get("model", "model.onnx")
+
+    @property
+    def model_path(self):
+        return resolve_file(self.folder, self.model)
+
+    @property
+    def names(self):
+        from defectrt.runtime.modelinfo import parse_names
+
+        return parse_names(self.data.get("names"), "{} `names`".format(self.where))
+
+    @property
+    def imgsz(self):
+        from defectrt.modelref import parse_imgsz
+
+        return parse_imgsz(self.data.get("imgsz"), strict=False)
+
+    @property
+    def precision(self):
+        return self.data.get("precision")
+
+    @property
+    def engine(self):
+        return self.data.get("engine")
+
+    @property
+    def pad_value(self):
+        return pad_value(self.data, self.where)
+
+    @property
+    def thresholds(self):
+        return thresholds(self.data, self.where)
 
 
 def thresholds(manifest, where=MANIFEST):

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import InvalidArgument, NotFound, UserInputError
 from defectrt.options import DetectorOptions
 from defectrt.options import resolve as resolve_options
 from defectrt.runtime import bundle as bundle_mod
 from defectrt.runtime import limits, modelinfo
+from defectrt.runtime.backend import Backend
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
+from defectrt.runtime.preprocess import PAD_VALUE
 from defectrt.runtime.preprocess import preprocess as _preprocess
+from defectrt.modelref import DEMO_DIR, ModelRef, parse_imgsz
 
 log = logging.getLogger("defectrt")
 
@@ -37,16 +41,14 @@ DEFAULT_MAX_BATCH = 16  # chunk size for models with a dynamic batch: bounds mem
 
 def resolve_model_path(model):
     """`demo:NAME` -> the bundle shipped in defectrt/demo; anything else is taken as a path."""
-    text = os.fspath(model)
-    if text.startswith("demo:"):
-        name = text[len("demo:"):]
-        demo_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
-        for candidate in (os.path.join(demo_dir, name + ".bundle"), os.path.join(demo_dir, name)):
+    ref = ModelRef.parse(model)
+    if ref.is_demo:
+        for candidate in (os.path.join(DEMO_DIR, ref.value + ".bundle"), os.path.join(DEMO_DIR, ref.value)):
             if bundle_mod.is_bundle(candidate):
                 return candidate
-        raise UserInputError("{}: no demo bundle of that name is shipped in this build (looked in {}); pass a bundle "
-                             "folder, an .onnx or an .engine path".format(text, demo_dir))
-    return text
+        raise NotFound("{}: no demo bundle of that name is shipped in this build (looked in {}); pass a bundle "
+                       "folder, an .onnx or an .engine path".format(ref, DEMO_DIR))
+    return os.fspath(model)
 
 
 def _sibling_names(engine_path):
@@ -73,14 +75,19 @@ def _openvino_hint(device):
 
 
 def _is_backend_object(model):
-    return not isinstance(model, (str, bytes, os.PathLike)) and callable(getattr(model, "infer", None))
+    if isinstance(model, Backend):
+        return True
+    if not isinstance(model, (str, bytes, os.PathLike)):
+        raise InvalidArgument("model {!r}: pass a path (.onnx, .engine, bundle folder), demo:NAME, or a backend "
+                              "object that subclasses defectrt.runtime.backend.Backend".format(type(model).__name__))
+    return False
 
 
 class Detector(object):
     """Run a detector on BGR uint8 images (as cv2 reads them).
 
     model: an ONNX file, a TensorRT engine (.engine / .plan), a bundle folder, `demo:NAME`, or a backend
-    object with `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names` {id: name} and `.name`.
+    object (a defectrt.runtime.backend.Backend: `.infer(blob) -> outputs`, `.imgsz` (h, w), `.names`, `.name`).
     backend: "auto" (bundle: engine when it fits this device, else ONNX Runtime; a bf16 bundle: OpenVINO when
     installed), "onnxruntime", "tensorrt", "openvino". `auto` never switches an FP32 / INT8 model to OpenVINO
     by itself (results stay those the bundle was validated with); on an Intel CPU with OpenVINO installed its
@@ -105,37 +112,42 @@ class Detector(object):
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         threads = limits.check_threads(threads)
-        self._check_thresholds(conf, iou, max_det)  # before a model is loaded: a typo costs no load time
+        # Checked once, before a model is loaded (a typo costs no load time); stored ones by bundle.thresholds.
+        conf, iou, max_det = self._check_thresholds(conf, iou, max_det)
         self.manifest = None
         self._openvino = dict(openvino or {})
         stored = {}
         if _is_backend_object(model):
             self.backend = model
-            self.backend_reason = "backend object {} given".format(getattr(model, "name", type(model).__name__))
+            self.backend_reason = "backend object {} given".format(model.name)
         else:
             self.backend, self.backend_reason = self._open(resolve_model_path(model), backend, threads, imgsz,
                                                            plugins, device, cuda_graph)
             if self.manifest is not None:
                 stored = bundle_mod.thresholds(self.manifest)
-        self.backend_name = getattr(self.backend, "name", type(self.backend).__name__)
+        # The letterbox border the bundle was validated with (its `letterbox` record); 114 otherwise.
+        self.pad_value = bundle_mod.pad_value(self.manifest) if self.manifest is not None else PAD_VALUE
+        self.backend_name = self.backend.name
         log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
-        self.imgsz = modelinfo.parse_imgsz(imgsz) if _is_backend_object(model) and imgsz is not None else None
-        self.imgsz = self.imgsz or modelinfo.parse_imgsz(getattr(self.backend, "imgsz", None))
+        self.imgsz = parse_imgsz(imgsz, strict=False) if _is_backend_object(model) and imgsz is not None else None
+        self.imgsz = self.imgsz or parse_imgsz(self.backend.imgsz, strict=False)
         if self.imgsz is None:
             raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
         self.imgsz = limits.check_imgsz(self.imgsz)
-        self.names = dict(getattr(self.backend, "names", None) or {})
+        self.names = dict(self.backend.names or {})
         if self.manifest is not None and self.manifest.get("names"):
             self.names.update(modelinfo.parse_names(self.manifest["names"], bundle_mod.MANIFEST + " `names`"))
-        self.conf, self.iou, self.max_det = self._check_thresholds(
-            conf if conf is not None else stored.get("conf", DEFAULTS["conf"]),
-            iou if iou is not None else stored.get("iou", DEFAULTS["iou"]),
-            max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"]))
+        self.conf = conf if conf is not None else stored.get("conf", DEFAULTS["conf"])
+        self.iou = iou if iou is not None else stored.get("iou", DEFAULTS["iou"])
+        self.max_det = max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"])
         self.classes = None if classes is None else [limits.check_class_id(c, "classes") for c in classes]
-        self.batch = getattr(self.backend, "batch", None)  # fixed batch size, or None (dynamic)
-        self.max_batch = int(max_batch or getattr(self.backend, "max_batch", None) or self.batch or DEFAULT_MAX_BATCH)
+        self.batch = self.backend.batch  # fixed batch size, or None (dynamic)
+        self.max_batch = int(max_batch or self.backend.batch_range()[1] or DEFAULT_MAX_BATCH)
         self._blob = None
         self._runners = {}  # inflight -> the backend's parallel runner (throughput mode)
+        # Stage-timing hook: hook(stage, ms) after each stage of a call ("preprocess", "infer", "postprocess");
+        # bench's end-to-end mode sets it. None: nothing is timed.
+        self.stage_hook = None
 
     @staticmethod
     def _check_thresholds(conf, iou, max_det):
@@ -148,7 +160,7 @@ class Detector(object):
         if os.path.isdir(path):
             return self._open_bundle(path, backend, threads, imgsz, plugins, device, cuda_graph)
         if not os.path.exists(path):
-            raise UserInputError("{}: no such model file or bundle folder".format(path))
+            raise NotFound("{}: no such model file or bundle folder".format(path))
         lower = path.lower()
         if lower.endswith(ENGINE_SUFFIXES):
             if backend == "onnxruntime":
@@ -225,7 +237,7 @@ class Detector(object):
 
     def preprocess(self, images, out=None):
         """Image(s) -> (blob (B, 3, h, w) float32, [LetterboxInfo])."""
-        return _preprocess(images, self.imgsz, out=out)
+        return _preprocess(images, self.imgsz, out=out, pad_value=self.pad_value)
 
     def infer(self, blob):
         """Run the model on a blob; pads it to the model's fixed (or smallest allowed) batch size.
@@ -236,7 +248,7 @@ class Detector(object):
 
     def _padded(self, blob):
         n = blob.shape[0]
-        target = self.batch or max(n, int(getattr(self.backend, "min_batch", None) or 1))
+        target = self.batch or max(n, self.backend.batch_range()[0])
         if n != target:
             if n > target:
                 raise UserInputError("the model takes a fixed batch of {}, got {} images in one blob".format(target, n))
@@ -266,9 +278,22 @@ class Detector(object):
     def _run(self, images):
         shape = (len(images), 3) + tuple(self.imgsz)
         out = self._blob if self._blob is not None and self._blob.shape == shape else None
+        hook = self.stage_hook
+        if hook is None:
+            blob, infos = self.preprocess(images, out=out)
+            self._blob = blob  # reused next call: saves an allocation and page faults per frame
+            return self.postprocess(self.infer(blob), infos)
+        t0 = time.perf_counter_ns()
         blob, infos = self.preprocess(images, out=out)
-        self._blob = blob  # reused next call: saves an allocation and page faults per frame
-        return self.postprocess(self.infer(blob), infos)
+        self._blob = blob
+        t1 = time.perf_counter_ns()
+        pred = self.infer(blob)
+        t2 = time.perf_counter_ns()
+        dets = self.postprocess(pred, infos)
+        t3 = time.perf_counter_ns()
+        for stage, ns in (("preprocess", t1 - t0), ("infer", t2 - t1), ("postprocess", t3 - t2)):
+            hook(stage, ns / 1e6)
+        return dets
 
     def stream(self, frames, maxsize=4, inflight=None):
         """Iterate Detections for an iterable of frames, in order.
@@ -297,18 +322,18 @@ class Detector(object):
     def _stream_inflight(self, frames, inflight):
         from defectrt.runtime.throughput import ordered_inflight
 
-        make = getattr(self.backend, "parallel", None)
-        if make is None:
-            raise UserInputError("inflight={}: the {} backend has no throughput mode (OpenVINO and ONNX Runtime "
-                                 "have); use inflight=None".format(inflight, self.backend_name))
         # The runner (compiled model / sessions) is kept for the next stream with the same inflight.
         runner = self._runners.get(inflight)
         if runner is None:
             self._close_runners()
-            runner = self._runners[inflight] = make(inflight)
+            runner = self.backend.parallel(inflight)
+            if runner is None:
+                raise UserInputError("inflight={}: the {} backend has no throughput mode (OpenVINO and ONNX Runtime "
+                                     "have); use inflight=None".format(inflight, self.backend_name))
+            self._runners[inflight] = runner
 
         def submit(frame):
-            blob, infos = _preprocess([frame], self.imgsz)  # a fresh blob per request: each is in flight
+            blob, infos = _preprocess([frame], self.imgsz, pad_value=self.pad_value)  # a fresh blob per request: each is in flight
             return runner.submit(self._padded(blob)), infos
 
         def finish(pending):
@@ -324,9 +349,7 @@ class Detector(object):
 
     def close(self):
         self._close_runners()
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
 
     def __enter__(self):
         return self

@@ -17,7 +17,7 @@ import math
 import numbers
 import os
 
-from defectrt.errors import UserInputError
+from defectrt.errors import InvalidArgument as UserInputError  # every bound is an invalid argument
 
 MAX_CLASSES = 10000
 MAX_IMGSZ_SIDE = 8192

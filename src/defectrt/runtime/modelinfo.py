@@ -10,6 +10,7 @@ import json
 
 from defectrt.errors import UserInputError
 from defectrt.runtime import limits
+from defectrt.modelref import parse_imgsz
 
 
 def _literal(text, parsers):
@@ -51,29 +52,6 @@ def parse_names(value, source="names"):
     return {}
 
 
-def parse_imgsz(value):
-    """`imgsz` metadata / argument -> (h, w) or None (bounds are checked by resolve_imgsz / limits)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = _literal(value, (json.loads,))
-        if value is None:
-            return None
-    if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, (int, float)):
-            return int(value), int(value)
-        if len(value) > 2:
-            return None
-        vals = [int(v) for v in value]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if len(vals) == 1:
-        vals = vals * 2
-    return (vals[0], vals[1]) if len(vals) == 2 and min(vals) > 0 else None
-
-
 def _static(dim):
     return dim if isinstance(dim, int) and dim > 0 else None
 
@@ -86,7 +64,7 @@ def resolve_imgsz(source, input_shape, metadata_imgsz=None, imgsz=None):
     """
     shape = list(input_shape or [])
     h, w = (_static(shape[2]), _static(shape[3])) if len(shape) == 4 else (None, None)
-    explicit = parse_imgsz(imgsz)
+    explicit = parse_imgsz(imgsz, strict=False)
     if explicit is not None:
         if h is not None and w is not None and explicit != (h, w):
             raise UserInputError("imgsz {}: {} takes a fixed input of {}x{} (h x w); drop imgsz or re-export".format(
@@ -94,7 +72,7 @@ def resolve_imgsz(source, input_shape, metadata_imgsz=None, imgsz=None):
         return limits.check_imgsz(explicit, "imgsz")
     if h is not None and w is not None:
         return limits.check_imgsz((h, w), "{}: its fixed input".format(source))
-    meta = parse_imgsz(metadata_imgsz)
+    meta = parse_imgsz(metadata_imgsz, strict=False)
     if meta is not None:
         return limits.check_imgsz(meta, "{}: its `imgsz` metadata".format(source))
     raise UserInputError("{} has a dynamic input size and no `imgsz` metadata; pass imgsz=(h, w) "

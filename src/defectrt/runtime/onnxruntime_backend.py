@@ -15,8 +15,9 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.runtime import limits, modelinfo
+from defectrt.runtime.backend import Backend, TensorInfo
 
 log = logging.getLogger("defectrt")
 
@@ -31,13 +32,20 @@ def resolve_providers(device, available):
     if isinstance(device, str):
         name = _PROVIDERS.get(device.lower().split(":")[0], device)
         if name not in available:
-            raise UserInputError("device {!r}: ONNX Runtime here offers only {}; install onnxruntime-gpu for "
-                                 "CUDA, or use device='cpu'".format(device, ", ".join(available)))
+            raise BackendUnavailable("device {!r}: ONNX Runtime here offers only {}; install onnxruntime-gpu for "
+                                     "CUDA, or use device='cpu'".format(device, ", ".join(available)))
         return [name, "CPUExecutionProvider"] if name != "CPUExecutionProvider" else [name]
     return list(device)
 
 
-class OnnxRuntimeBackend(object):
+def _info(arg):
+    """An ONNX Runtime NodeArg -> TensorInfo (dynamic dimensions None; dtype as numpy names it)."""
+    dtype = _NUMPY_TYPES.get(arg.type)
+    return TensorInfo(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape),
+                      np.dtype(dtype).name if dtype is not None else arg.type)
+
+
+class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path, threads=None, device=None, imgsz=None, optimization="all", model_bytes=None):
@@ -47,7 +55,7 @@ class OnnxRuntimeBackend(object):
         self._settings = {"threads": threads, "device": device, "imgsz": imgsz, "optimization": optimization}
         self.path = os.fspath(path)
         if model_bytes is None and not os.path.isfile(self.path):
-            raise UserInputError("{}: no such ONNX file".format(self.path))
+            raise NotFound("{}: no such ONNX file".format(self.path))
         threads = limits.check_threads(threads)
         opts = ort.SessionOptions()
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -69,6 +77,8 @@ class OnnxRuntimeBackend(object):
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
             raise UserInputError(self._load_error(exc))
         self.providers = self.session.get_providers()
+        # CPU provider only: tensors and compute on the host; a CUDA / TensorRT provider copies to a GPU.
+        self.device = "cpu" if all(p == "CPUExecutionProvider" for p in self.providers) else "cuda"
         meta = self.session.get_modelmeta().custom_metadata_map or {}
         self.metadata = dict(meta)
         inp = self.session.get_inputs()
@@ -98,6 +108,12 @@ class OnnxRuntimeBackend(object):
         if len(outs) == 1 and len(outs[0].shape) == 3 and isinstance(outs[0].shape[1], int):
             return outs[0].shape[1] - 4
         return 0
+
+    def input_info(self):
+        return [_info(i) for i in self.session.get_inputs()]
+
+    def output_info(self):
+        return [_info(o) for o in self.session.get_outputs()]
 
     def infer(self, blob):
         """(B, 3, H, W) float32 -> the single output array, or {name: array} for multi-output models."""

@@ -22,8 +22,10 @@ import os
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
+from defectrt.modelref import onnx_metadata
 from defectrt.runtime import modelinfo
+from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
 
@@ -72,21 +74,21 @@ def _onnx_metadata(path):
         model = onnx.load(path, load_external_data=False)
     except Exception:  # OpenVINO's own error for a bad file is clearer; metadata is optional
         return {}
-    return {p.key: p.value for p in model.metadata_props}
+    return onnx_metadata(model)
 
 
-class OpenVinoBackend(object):
+class OpenVinoBackend(Backend):
     name = "openvino"
-    host_synchronous = True  # computes on the CPU: bench times it like ONNX Runtime's CPU provider
+    device = "cpu"  # host arrays in and out, synchronous calls: bench times it like ONNX Runtime's CPU provider
 
     def __init__(self, path, threads=None, imgsz=None, precision="f32", streams=None, cache_dir=None,
                  device="CPU", performance_hint=None):
         ov = import_openvino()
         if ov is None:
-            raise UserInputError("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
+            raise BackendUnavailable("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
-            raise UserInputError("{}: no such ONNX file".format(self.path))
+            raise NotFound("{}: no such ONNX file".format(self.path))
         if str(precision).lower() not in PRECISIONS:
             raise UserInputError("precision {!r}: choose f32 (default) or bf16".format(precision))
         if threads is not None and int(threads) < 1:
@@ -97,7 +99,7 @@ class OpenVinoBackend(object):
         self.threads = None if threads is None else int(threads)
         self.streams = None if streams is None else int(streams)
         self.cache_dir = cache_dir
-        self.device = device
+        self.ov_device = device
         self.core = ov.Core()
         if cache_dir:
             os.makedirs(cache_dir, exist_ok=True)
@@ -132,7 +134,7 @@ class OpenVinoBackend(object):
 
     def _capabilities(self):
         try:
-            return list(self.core.get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
+            return list(self.core.get_property(self.ov_device, "OPTIMIZATION_CAPABILITIES"))
         except Exception:
             return []
 
@@ -177,7 +179,7 @@ class _AsyncRunner(object):
                   "NUM_STREAMS": str(backend.streams or inflight)}
         if backend.threads is not None:
             config["INFERENCE_NUM_THREADS"] = backend.threads
-        self.compiled = backend.core.compile_model(backend.path, backend.device, config)
+        self.compiled = backend.core.compile_model(backend.path, backend.ov_device, config)
         self.queue = ov.AsyncInferQueue(self.compiled, int(inflight))
         # The callback must not refer to self: a reference cycle through the queue could be collected in
         # one of OpenVINO's callback threads, whose destructor then joins itself (std::terminate). For the

@@ -178,10 +178,11 @@ def _fill(dst, bgr):
         np.divide(plane, np.float32(255.0), out=dst[i], dtype=np.float32)
 
 
-def preprocess(images, imgsz, out=None):
+def preprocess(images, imgsz, out=None, pad_value=PAD_VALUE):
     """One image or a list -> (blob (B, 3, h, w) float32 RGB [0, 1] C-contiguous, [LetterboxInfo]).
 
     `out` is an optional preallocated blob of the right shape, reused to avoid an allocation per frame.
+    pad_value: the letterbox border's grey level (a bundle's `letterbox.pad_value`; 114 as Ultralytics trains).
     """
     if isinstance(images, np.ndarray) or images is None:
         images = [images]
@@ -195,7 +196,7 @@ def preprocess(images, imgsz, out=None):
     infos = []
     for i, img in enumerate(images):
         img = as_bgr(img, "image {} of {}".format(i, len(images)) if len(images) > 1 else "image")
-        boxed, info = _letterbox_reused(img, (h, w))
+        boxed, info = _letterbox_reused(img, (h, w), pad_value)
         _fill(out[i], boxed)
         infos.append(info)
     return out, infos

@@ -29,8 +29,9 @@ import time
 import numpy as np
 
 from defectrt import trt_compat
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UserInputError
 from defectrt.runtime import modelinfo
+from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
 
@@ -141,7 +142,7 @@ def load_plugin_libraries(trt, logger, plugins=()):
     handles = []
     for path in plugins or ():
         if not os.path.isfile(path):
-            raise UserInputError("plugin library {} not found; build it with plugins/README.md".format(path))
+            raise NotFound("plugin library {} not found; build it with plugins/README.md".format(path))
         handles.append(ctypes.CDLL(os.path.abspath(path)))
     return handles
 
@@ -208,7 +209,7 @@ def check_input_shape(tensor, shape, profile):
 def read_engine_file(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UserInputError("{}: no such TensorRT engine file".format(path))
+        raise NotFound("{}: no such TensorRT engine file".format(path))
     with open(path, "rb") as f:
         return f.read()
 
@@ -233,15 +234,17 @@ def deserialize_error(path, trt_version, expected):
                 path, trt_version, built, REBUILD_HINT))
 
 
-class TensorRTBackend(object):
+class TensorRTBackend(Backend):
     name = "tensorrt"
+    device = "cuda"
+    offers_stage_timing = True  # time_stages: CUDA events (unverified on hardware)
 
     def __init__(self, path, plugins=(), imgsz=None, names=None, expected=None, cuda_graph=False, cuda=None, trt=None):
         self.path = os.fspath(path)
         trt = trt or import_tensorrt()
         if trt is None:
-            raise UserInputError("{}: TensorRT is not installed here; run the bundle's ONNX model with "
-                                 "backend='onnxruntime' or install TensorRT (JetPack provides it)".format(self.path))
+            raise BackendUnavailable("{}: TensorRT is not installed here; run the bundle's ONNX model with "
+                                     "backend='onnxruntime' or install TensorRT (JetPack provides it)".format(self.path))
         self.trt = trt
         self.version = trt.__version__
         self.api = select_api(self.version)

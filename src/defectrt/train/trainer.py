@@ -28,6 +28,7 @@ from torch import nn
 
 from defectrt.errors import UserInputError
 from defectrt.fileio import atomic_path, next_run_dir
+from defectrt.modelref import ModelRef, parse_imgsz
 from defectrt.models import torchzip
 
 STATE_FILE = "last_state.pt"
@@ -244,10 +245,11 @@ def _resolve_model(model_ref, dataset):
         model = model_ref
     else:
         ref = os.fspath(model_ref)
-        if ref.startswith("demo:") or os.path.exists(ref) or ref.endswith((".pt", ".pth", ".safetensors")):
+        parsed = ModelRef.parse(ref)
+        if parsed.kind in ("demo", "path"):
             from defectrt.models.checkpoint import resolve_model_ref
 
-            model = resolve_model_ref(ref) if ref.startswith("demo:") else load_ckpt(ref)
+            model = resolve_model_ref(ref) if parsed.is_demo else load_ckpt(ref)
         elif _split(ref) is not None:
             return create(ref, nc=len(names), names=names)
         else:
@@ -259,13 +261,8 @@ def _resolve_model(model_ref, dataset):
 
 
 def _imgsz(imgsz):
-    if isinstance(imgsz, int):
-        imgsz = (imgsz, imgsz)
-    h, w = (int(v) for v in imgsz)
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise UserInputError("imgsz {}x{}: height and width must be positive multiples of 32 (the largest stride)"
-                             .format(h, w))
-    return h, w
+    """Training crops and the model's largest stride: sides are multiples of 32."""
+    return parse_imgsz(imgsz, "imgsz", multiple_of=32)
 
 
 def validate(model, dataset, imgsz, conf=0.001, iou=0.6, batch=8):
