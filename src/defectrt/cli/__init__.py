@@ -36,6 +36,7 @@ def build_parser():
         description="YOLO11 defect detectors from PyTorch to TensorRT / ONNX Runtime: export, build, run, measure.",
     )
     parser.add_argument("--version", action="version", version="defectrt " + __version__)
+    add_output_options(parser)  # issue 19: -q / -v / --debug
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -45,6 +46,7 @@ def build_parser():
                 continue
             raise
         module.register(sub)
+    _output_options_everywhere(sub)
     return parser
 
 
@@ -54,11 +56,16 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    apply_output_options(args)
     try:
         result = args.func(args)
     except DefectrtError as exc:
+        if getattr(args, "debug", False):
+            raise
         print("defectrt {}: error: {}".format(args.command, exc), file=sys.stderr)
         return 1
+    except Exception as exc:  # issue 19: one actionable line, the traceback only with --debug
+        return _unexpected(args, exc)
     except KeyboardInterrupt:
         print("defectrt {}: interrupted".format(args.command), file=sys.stderr)
         return 130
@@ -67,3 +74,46 @@ def main(argv=None):
 
 # Triton serving (issue 20): `defectrt serve`.
 _COMMAND_MODULES += ("serve_cmd",)
+
+
+# issue 19: output levels (-q / -v), --debug, and no raw traceback for errors we can explain.
+def add_output_options(parser):
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no library logs (errors only)")
+    g.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs (Polygraphy, ModelOpt)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def _output_options_everywhere(subparsers_action):
+    """-q / -v / --debug also after the sub-command (`defectrt export build ... -q`), where free."""
+    for parser in subparsers_action.choices.values():
+        taken = set(parser._option_string_actions)
+        for flags, kw in ((("-q", "--quiet"), dict(action="store_true", help="no progress bars and no library logs")),
+                          (("-v", "--verbose"), dict(action="store_true", help="show the libraries' own logs")),
+                          (("--debug",), dict(action="store_true", help="show the full traceback of an error"))):
+            free = [f for f in flags if f not in taken]
+            if len(free) == len(flags):
+                parser.add_argument(*free, default=argparse.SUPPRESS, **kw)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _output_options_everywhere(action)
+
+
+def apply_output_options(args):
+    from defectrt import progress
+
+    level = progress.QUIET if getattr(args, "quiet", False) else progress.VERBOSE if getattr(args, "verbose", False) else progress.NORMAL
+    progress.set_verbosity(level)
+
+
+def _unexpected(args, exc):
+    from defectrt.friendly import explain
+
+    if getattr(args, "debug", False):
+        raise exc
+    message = explain(exc)
+    if message is None:
+        message = "{}: {} (an unexpected error; run again with --debug for the traceback and report it)".format(
+            type(exc).__name__, exc)
+    print("defectrt {}: error: {}".format(args.command, message), file=sys.stderr)
+    return 1
