@@ -74,6 +74,8 @@ def main(argv=None):
 
 # Triton serving (issue 20): `defectrt serve`.
 _COMMAND_MODULES += ("serve_cmd",)
+# issue 19: `defectrt inspect FILE`.
+_COMMAND_MODULES += ("inspect_cmd",)
 
 
 # issue 19: output levels (-q / -v), --debug, and no raw traceback for errors we can explain.
