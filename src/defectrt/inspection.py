@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -23,12 +22,7 @@ CHECKPOINT_EXT = (".pt", ".pth", ".safetensors")
 ENGINE_EXT = (".engine", ".plan", ".trt")
 
 
-def sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+from defectrt.fileio import sha256_file as sha256  # noqa: E402
 
 
 def kind_of(path):

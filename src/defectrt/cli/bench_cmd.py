@@ -47,6 +47,8 @@ def register(sub):
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--md", metavar="PATH", help="write the Markdown report here")
     p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--plot", action="store_true", help="latency histogram / CDF per stage and throughput vs batch as "
+                   "PNG next to --json (needs matplotlib: pip install 'defectrt[plot]')")
     # Triton (issue 20): latency percentiles and throughput of a served model under concurrent clients.
     p.add_argument("--triton", metavar="URL", help="measure a Triton-served model instead (http:// or grpc://)")
     p.add_argument("--model-name", help="with --triton: the served model (default: the only one)")
@@ -157,6 +159,10 @@ def run(args):
         if not m.startswith("demo:") and not os.path.exists(m):
             raise UserInputError("{}: no such model file or bundle folder".format(m))
     _outputs(args)
+    if getattr(args, "plot", False):  # issue 19: a missing matplotlib fails before the measuring
+        from defectrt.bench.plot import import_pyplot
+
+        import_pyplot()
 
     def log(msg):
         print(msg, file=sys.stderr)
@@ -179,6 +185,11 @@ def run(args):
     summary = "\n".join(["| " + " | ".join(rep.SUMMARY_HEADER) + " |"] +
                         ["| " + " | ".join(str(c) for c in r) + " |" for r in rep.summary_rows(report)]) + "\n"
     _emit(args, report, md, summary=summary)
+    if getattr(args, "plot", False):  # issue 19
+        from defectrt.bench.plot import plot_report
+
+        for path in plot_report(report, args.json or args.md or "bench.json"):
+            print("wrote {}".format(path))
     return 0 if any(r.get("status") == "ok" for r in report["results"]) else 1
 
 

@@ -235,8 +235,8 @@ def run(args):
     from defectrt.fileio import atomic_path
     from defectrt.runtime.detector import Detector
 
+    imgsz = imgsz_arg(args.imgsz)  # issue 19: checked before the source is opened
     kind, value = classify_source(args.source)
-    imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
     if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
@@ -251,7 +251,7 @@ def run(args):
             tmp = stack.enter_context(atomic_path(os.path.join(args.save_dir, RESULTS), force=args.force))
             results = stack.enter_context(open(tmp, "w"))
         bar = stack.enter_context(tqdm(total=frames.total, unit="img" if kind in ("image", "folder") else "frame",
-                                       file=sys.stderr, disable=not sys.stderr.isatty() or (frames.total or 99) < 10))
+                                       file=sys.stderr, disable=not sys.stderr.isatty() or (frames.total or 99) < 10 or _quiet()))
         stream = det.stream(frames, inflight=args.inflight)
         try:
             for dets in stream:
@@ -327,3 +327,9 @@ def _save_media(args, frames, stack, video, img, dets, source):
         stack.callback(video.release)  # registered after atomic_path, so it runs before the file is moved in place
     video.write(drawn)
     return video
+
+
+def _quiet():  # issue 19: -q draws no bar
+    from defectrt.progress import QUIET, verbosity
+
+    return verbosity() <= QUIET

@@ -18,7 +18,7 @@ def register(sub):
 
 
 def table(imgsz=640, nc=80, scales="nsmlx", variants=None, recompute=False):
-    from defectrt.models.table import table as zoo_table  # issue 19: cached default table, the rest on demand
+    from defectrt.zoo_table import table as zoo_table  # issue 19: cached default table, the rest on demand
 
     return zoo_table(imgsz, nc, scales, variants, recompute=recompute)
 
@@ -33,5 +33,5 @@ def run(args):
     print("{:<20} {:>12} {:>10}".format("model", "params", "GFLOPs@" + size))
     for r in rows:
         print("{:<20} {:>12,} {:>10.2f}".format(r["model"], r["params"], r["gflops"]))
-    print("(nc={}, BN fused, computed from the models)".format(args.nc))
+    print("(nc={}, BN fused, computed from the models; default rows cached, --recompute to redo)".format(args.nc))
     return 0

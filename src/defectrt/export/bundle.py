@@ -145,7 +145,7 @@ def _validate(onnx_path, data, imgsz, conf, iou, backend="onnxruntime", openvino
     from defectrt.runtime.detector import Detector
 
     det = Detector(onnx_path, backend=backend, conf=conf, iou=iou, openvino=openvino)
-    metrics = evaluate(det, load_dataset(data, split="val"))
+    metrics = evaluate(det, load_dataset(data, split="val"), progress=True)  # issue 19: a bar on a terminal
     return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
 
 
@@ -178,12 +178,17 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     if precision == "bf16":
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
+    val_names = _val_names_early(val)  # issue 19: an unusable --val fails here, before the export
     trt = import_tensorrt()
     if engine == "always" and trt is None:
         raise UserInputError("--engine was asked for, but TensorRT is not installed here")
     imgsz = _imgsz(imgsz)
 
-    with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
+    from defectrt.progress import Phases  # issue 19: one bar over the build's phases, on a terminal
+
+    with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work, \
+            Phases(("export", precision, "golden", "val", "engine", "manifest"), desc="export build") as phase:
+        phase.next("export ONNX")
         fp32_path = os.path.join(work, "model_fp32.onnx")
         # A bundle for a CPU: "auto" grid sampling takes its faster form there (see for_cpu).
         cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
@@ -191,8 +196,10 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                                    for_cpu=cpu)
         meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
         imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
+        _warn_name_mismatch(meta.get("names"), val_names, val)
         final = os.path.join(tmp, "model.onnx")
         flavour = None
+        phase.next(precision)
         if precision in ("fp32", "bf16"):
             shutil.copyfile(fp32_path, final)
         elif precision == "fp16":
@@ -214,6 +221,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
+        phase.next("golden data")
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
@@ -252,6 +260,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         }
         if precision == "bf16":
             manifest["runtime"] = {"openvino": {"inference_precision": "bf16"}}
+        phase.next("validation" if val else "no --val")
         if val:
             # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
             manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
@@ -263,13 +272,17 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                 _check_bf16_loss(manifest["val"])
             elif precision != "fp32":
                 manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
+        phase.next("engine (unverified on hardware)" if trt is not None else "no TensorRT: no engine")
         if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
+        phase.next("manifest")
         from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
 
         manifest["device_scripts"] = write_build_scripts(tmp, manifest)
         write_manifest(tmp, manifest)
-    if manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
+    if manifest["engine"] is None and cpu:  # issue 19: a CPU bundle needs no engine, say how to run it
+        log.info("%s is for a CPU (ONNX Runtime / OpenVINO): run it with defectrt detect -m %s SOURCE", output, output)
+    elif manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
                     "defectrt export build %s --engine", output, output)
     return manifest
@@ -399,3 +412,30 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
     manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "auto", timing_cache,
                                      dla_core if dla_core is not None else build.get("dla_core"), plugins)
     return write_manifest(bundle, manifest)
+
+
+def _val_names_early(val):
+    """issue 19: load the --val dataset before anything expensive; -> its class names (or None)."""
+    if not val:
+        return None
+    from defectrt.data.dataset import load_dataset
+
+    ds = load_dataset(val, split="val")
+    if not len(ds):
+        raise UserInputError("--val {}: the val split has no images; pass a dataset with images/val and labels/val".format(val))
+    return None if ds.names_inferred else ds.names
+
+
+def _warn_name_mismatch(model_names, val_names, val):
+    """issue 19: like `defectrt val`, say when the model's class names differ from the dataset's."""
+    if not model_names or not val_names:
+        return
+    try:
+        model = json.loads(model_names) if isinstance(model_names, str) else model_names
+    except ValueError:
+        return
+    model = [model[k] for k in sorted(model, key=int)] if isinstance(model, dict) else list(model)
+    data = [val_names[k] for k in sorted(val_names)] if isinstance(val_names, dict) else list(val_names)
+    if model != data:
+        log.warning("the model's class names %s differ from --val %s's %s: mAP per class compares by index",
+                    model[:8], val, data[:8])

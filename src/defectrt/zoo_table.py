@@ -5,7 +5,8 @@ figures of the default settings (nc=80, 640x640) are computed once from the mode
 ``zoo_complexity.json``; anything not in it (another --nc / --imgsz, a new variant) is computed on demand with
 a progress bar, and `test_models.py` recomputes a cached row to prove the file still matches the code.
 
-Regenerate after changing a model:  python -m defectrt.models.table --write-cache
+This module imports no torch unless a row must be computed: the cached table prints in about a second.
+Regenerate after changing a model:  python -m defectrt.zoo_table --write-cache
 """
 from __future__ import annotations
 
@@ -20,12 +21,26 @@ def _key(name, nc, imgsz):
     return "{}|nc={}|{}x{}".format(name, nc, imgsz[0], imgsz[1])
 
 
-def load_cache(path=CACHE):
+def _read(path):
     try:
         with open(path) as f:
-            return json.load(f).get("rows", {})
+            return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def load_cache(path=CACHE):
+    return _read(path).get("rows", {})
+
+
+def zoo_names(path=CACHE):
+    """The registry's names in its order: from the cache (no torch), else from the registry itself."""
+    names = _read(path).get("names")
+    if names:
+        return list(names)
+    from defectrt.models.registry import available
+
+    return available()
 
 
 def compute_row(name, nc=80, imgsz=(640, 640)):
@@ -39,10 +54,9 @@ def compute_row(name, nc=80, imgsz=(640, 640)):
 def table(imgsz=(640, 640), nc=80, scales="nsmlx", variants=None, recompute=False, cache=None):
     """Rows {model, params, gflops} for the selected variants; cached rows unless `recompute`."""
     from defectrt import progress
-    from defectrt.models.registry import available
 
     imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    names = list(variants) if variants else [n for n in available() if n[6] in scales]
+    names = list(variants) if variants else [n for n in zoo_names() if n[6] in scales]
     cached = {} if recompute else (load_cache() if cache is None else cache)
     rows, missing = {}, []
     for name in names:
@@ -65,7 +79,8 @@ def write_cache(path=CACHE, nc=80, imgsz=(640, 640)):
         print(name, rows[_key(name, nc, imgsz)], file=sys.stderr)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"how": "python -m defectrt.models.table --write-cache (BN fused, FlopCounterMode)", "rows": rows},
+        json.dump({"how": "python -m defectrt.zoo_table --write-cache (BN fused, FlopCounterMode)",
+                   "names": available(), "rows": rows},
                   f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
