@@ -34,7 +34,7 @@ lint-py38: install-test
 	# issue 16: the one home for TensorRT versions is imported by the runtime
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/trt_compat.py
 	# issue 19: progress levels, friendly errors and inspect are imported by the CLI on the device
-	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/progress.py src/defectrt/friendly.py src/defectrt/inspection.py
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/progress.py src/defectrt/friendly.py src/defectrt/inspection.py src/defectrt/zoo_table.py
 
 # Native library (native/, issue 17): installs cmake + nlohmann-json3-dev when missing, builds build/native and the
 # ASan + UBSan build/native-asan, runs ctest in both; pytest's C ABI tests then use them (skipped, with the reason,

@@ -133,3 +133,16 @@ def test_trt_flavour_int8_bundle_on_a_cpu_warns(demo_bundle, tmp_path, caplog):
     except UserInputError as exc:  # a manifest check that wants the INT8 record complete
         pytest.skip("manifest needs a full INT8 record: {}".format(exc))
     assert "runs slower than its FP32" in caplog.text and "--int8-flavour cpu" in caplog.text
+
+
+def test_detect_accepts_a_checkpoint_like_val(tmp_path, screw_image, capsys):
+    pytest.importorskip("torch")
+    import cv2
+
+    img_path = str(tmp_path / "part.png")
+    cv2.imwrite(img_path, screw_image[0])
+    pt = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ultralytics", "yolo11n_nc3.pt")
+    out = tmp_path / "out"
+    assert main(["detect", img_path, "-m", pt, "--imgsz", "128", "--save-dir", str(out)]) == 0
+    assert (out / "results.jsonl").is_file()
+    _fails(capsys, ["detect", img_path, "-m", str(tmp_path / "missing.pt")], "missing.pt", "no such checkpoint")

@@ -241,7 +241,7 @@ def run(args):
     _check_outputs(args, frames)
     if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
         Detector = _triton_detector(args)  # noqa: N806
-    det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
+    det = Detector(_checkpoint_backend(args.model, imgsz), backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
                    classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
                    device=args.device, openvino=openvino_options(args))
     done = 0
@@ -333,3 +333,19 @@ def _quiet():  # issue 19: -q draws no bar
     from defectrt.progress import QUIET, verbosity
 
     return verbosity() <= QUIET
+
+
+def _checkpoint_backend(model, imgsz):
+    """issue 19: `detect -m best.pt` runs the checkpoint through PyTorch, as `val` does; anything else as given."""
+    if not model or not model.lower().endswith((".pt", ".pth", ".safetensors")):
+        return model
+    from defectrt.errors import UserInputError
+
+    if not os.path.isfile(model):
+        raise UserInputError("{}: no such checkpoint file".format(model))
+    try:
+        from defectrt.models.torch_backend import TorchBackend
+    except ImportError as exc:
+        raise UserInputError("{}: running a checkpoint needs PyTorch ({}); install defectrt[export], or export it "
+                             "first: defectrt export build {} -o model.bundle".format(model, exc, model))
+    return TorchBackend(model, imgsz=imgsz)
