@@ -146,3 +146,27 @@ def test_detect_accepts_a_checkpoint_like_val(tmp_path, screw_image, capsys):
     assert main(["detect", img_path, "-m", pt, "--imgsz", "128", "--save-dir", str(out)]) == 0
     assert (out / "results.jsonl").is_file()
     _fails(capsys, ["detect", img_path, "-m", str(tmp_path / "missing.pt")], "missing.pt", "no such checkpoint")
+
+
+def test_export_build_of_a_foreign_onnx_says_what_it_takes(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = str(tmp_path / "foreign.onnx")
+    onnx.save(m, path)
+    _fails(capsys, ["export", "build", path, "-o", str(tmp_path / "f.bundle"), "--precision", "fp32"],
+           "foreign.onnx: not a YOLO detector ONNX", "(N, 3, H, W)")
+    assert not (tmp_path / "f.bundle").exists()
+
+
+def test_messages_name_final_paths_and_explain_ir_versions():
+    from defectrt.friendly import clean, explain
+
+    assert clean("/work/.tmp-16274-9jget731line.bundle/golden/x.json: bad") == "/work/line.bundle/golden/x.json: bad"
+    msg = explain(RuntimeError("Load model failed: Unsupported model IR version: 14, max supported IR version: 13"))
+    assert "IR version 14" in msg and "at most 13" in msg and "pip install -U onnxruntime" in msg

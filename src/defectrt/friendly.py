@@ -5,11 +5,27 @@ and points at --debug). Python 3.8 compatible (device side).
 """
 from __future__ import annotations
 
+import re
+
+# atomic_path / atomic_dir write to ".tmp-<pid>-<8 random chars><final name>": users should see the final name.
+_TEMPORARY = re.compile(r"\.tmp-\d+-[A-Za-z0-9_]{8}")
+_IR_VERSION = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
+
+
+def clean(message):
+    """The message with our temporary names replaced by the final ones (issue 19)."""
+    return _TEMPORARY.sub("", str(message))
+
 # Modules of the PyTorch side: a device-only install (`pip install defectrt`) lacks them.
 _EXPORT_MODULES = ("torch", "torchvision", "safetensors", "onnxslim", "onnxscript", "modelopt")
 
 
 def explain(exc):
+    ir = _IR_VERSION.search(str(exc))
+    if ir:
+        return ("the ONNX model has IR version {} but this ONNX Runtime reads at most {}: upgrade onnxruntime "
+                "(pip install -U onnxruntime), or re-save the model with an onnx release whose IR version is {} or "
+                "lower".format(ir.group(1), ir.group(2), ir.group(2)))
     if isinstance(exc, ModuleNotFoundError):
         top = (exc.name or "").split(".")[0]
         if top in _EXPORT_MODULES:

@@ -63,7 +63,9 @@ def main(argv=None):
     except DefectrtError as exc:
         if getattr(args, "debug", False):
             raise
-        print("defectrt {}: error: {}".format(args.command, exc), file=sys.stderr)
+        from defectrt.friendly import clean
+
+        print("defectrt {}: error: {}".format(args.command, clean(exc)), file=sys.stderr)
         return 1
     except Exception as exc:  # issue 19: one actionable line, the traceback only with --debug
         return _unexpected(args, exc)
@@ -110,7 +112,7 @@ def apply_output_options(args):
 
 
 def _unexpected(args, exc):
-    from defectrt.friendly import explain
+    from defectrt.friendly import clean, explain
 
     if getattr(args, "debug", False):
         raise exc
@@ -118,7 +120,7 @@ def _unexpected(args, exc):
     if message is None:
         message = "{}: {} (an unexpected error; run again with --debug for the traceback and report it)".format(
             type(exc).__name__, exc)
-    print("defectrt {}: error: {}".format(args.command, message), file=sys.stderr)
+    print("defectrt {}: error: {}".format(args.command, clean(message)), file=sys.stderr)
     return 1
 
 

@@ -72,6 +72,7 @@ def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_s
     if str(model_ref).endswith(".onnx"):
         if not os.path.isfile(model_ref):
             raise UserInputError("{}: no such ONNX file".format(model_ref))
+        _check_detector_onnx(model_ref)  # issue 19: a foreign ONNX fails here in words, not in Polygraphy
         shutil.copyfile(model_ref, out_path)
         return {"grid_sample_reason": "taken as given from the ONNX file"}
     from defectrt.export.onnx import export_onnx
@@ -439,3 +440,27 @@ def _warn_name_mismatch(model_names, val_names, val):
     if model != data:
         log.warning("the model's class names %s differ from --val %s's %s: mAP per class compares by index",
                     model[:8], val, data[:8])
+
+
+def _check_detector_onnx(path):
+    """One image input (N, 3, H, W) and a YOLO head output (N, 4 + nc, anchors): what a bundle can run."""
+    from defectrt.export.check import load_onnx
+
+    model = load_onnx(path)
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+
+    problem = None
+    if len(inputs) != 1:
+        problem = "it has {} inputs".format(len(inputs))
+    elif len(dims(inputs[0])) != 4 or dims(inputs[0])[1] != 3:
+        problem = "its input {} has shape {}".format(inputs[0].name, dims(inputs[0]))
+    elif not model.graph.output or len(dims(model.graph.output[0])) not in (2, 3):  # head (3) or in-graph NMS (2/3)
+        problem = "its first output has shape {}".format(dims(model.graph.output[0]) if model.graph.output else None)
+    if problem:
+        raise UserInputError("{}: not a YOLO detector ONNX ({}); export build takes a model with one image input "
+                             "(N, 3, H, W) and a (N, 4 + classes, anchors) output, e.g. from defectrt export onnx "
+                             "best.pt or Ultralytics' export".format(path, problem))
