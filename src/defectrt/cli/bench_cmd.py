@@ -175,7 +175,9 @@ def run(args):
     if args.inflight:
         settings.update(mode="throughput", inflight=args.inflight)
     report = rep.new_report(_command_from_args(args), env, settings, label=args.label, peak=peak)
-    for m in args.models:
+    from defectrt import progress  # issue 19: a bar over the models on a terminal (each takes seconds)
+
+    for m in progress.bar(args.models, desc="bench", unit="model", leave=False):
         report["results"] += runner.bench_model(
             m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
             settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
