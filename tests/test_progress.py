@@ -51,7 +51,7 @@ def test_quiet_shows_no_progress_bar():
 
 def test_no_bar_when_not_a_terminal():
     env = dict(os.environ, PYTHONPATH=SRC)
-    p = subprocess.run([sys.executable, "-m", "defectrt", "models", "--variant", "yolo11n"], capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "defectrt"] + _MODELS, capture_output=True,
                        text=True, env=env, timeout=300)
     assert p.returncode == 0 and "computing GFLOPs" not in p.stderr
 
