@@ -188,7 +188,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     from defectrt.progress import Phases  # issue 19: one bar over the build's phases, on a terminal
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work, \
-            Phases(("export", precision, "golden", "val", "engine", "manifest"), desc="export build") as phase:
+            Phases(("export", precision, "golden, val, engine", "manifest"), desc="export build") as phase:
         phase.next("export ONNX")
         fp32_path = os.path.join(work, "model_fp32.onnx")
         # A bundle for a CPU: "auto" grid sampling takes its faster form there (see for_cpu).
@@ -222,7 +222,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
-        phase.next("golden data")
+        phase.next("golden data, --val, engine" if val else "golden data, engine")
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
@@ -261,7 +261,6 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         }
         if precision == "bf16":
             manifest["runtime"] = {"openvino": {"inference_precision": "bf16"}}
-        phase.next("validation" if val else "no --val")
         if val:
             # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
             manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
@@ -273,7 +272,6 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                 _check_bf16_loss(manifest["val"])
             elif precision != "fp32":
                 manifest["val"][precision] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU)
-        phase.next("engine (unverified on hardware)" if trt is not None else "no TensorRT: no engine")
         if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
         phase.next("manifest")
