@@ -110,6 +110,12 @@ def _outputs(args):
 def _emit(args, json_obj, markdown, summary=None):
     from defectrt.bench import report as rep
 
+    if getattr(args, "plot", False) and json_obj.get("schema") == "defectrt-bench-report":  # issue 19: bench --plot
+        from defectrt.bench.plot import plot_report
+
+        for path in plot_report(json_obj, args.json or args.md or "bench.json"):
+            print("wrote {}".format(path))
+
     if args.json:
         rep.write_text(rep.dumps(json_obj) + "\n", args.json, args.force)
     if args.md:
@@ -175,9 +181,7 @@ def run(args):
     if args.inflight:
         settings.update(mode="throughput", inflight=args.inflight)
     report = rep.new_report(_command_from_args(args), env, settings, label=args.label, peak=peak)
-    from defectrt import progress  # issue 19: a bar over the models on a terminal (each takes seconds)
-
-    for m in progress.bar(args.models, desc="bench", unit="model", leave=False):
+    for m in args.models:
         report["results"] += runner.bench_model(
             m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
             settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
@@ -187,11 +191,6 @@ def run(args):
     summary = "\n".join(["| " + " | ".join(rep.SUMMARY_HEADER) + " |"] +
                         ["| " + " | ".join(str(c) for c in r) + " |" for r in rep.summary_rows(report)]) + "\n"
     _emit(args, report, md, summary=summary)
-    if getattr(args, "plot", False):  # issue 19
-        from defectrt.bench.plot import plot_report
-
-        for path in plot_report(report, args.json or args.md or "bench.json"):
-            print("wrote {}".format(path))
     return 0 if any(r.get("status") == "ok" for r in report["results"]) else 1
 
 

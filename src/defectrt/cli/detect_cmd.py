@@ -235,13 +235,13 @@ def run(args):
     from defectrt.fileio import atomic_path
     from defectrt.runtime.detector import Detector
 
-    imgsz = imgsz_arg(args.imgsz)  # issue 19: checked before the source is opened
     kind, value = classify_source(args.source)
+    imgsz = imgsz_arg(args.imgsz)
     frames = _Frames(kind, value, sys.stderr)
     _check_outputs(args, frames)
     if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
         Detector = _triton_detector(args)  # noqa: N806
-    det = Detector(_checkpoint_backend(args.model, imgsz), backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
+    det = Detector(args.model, backend=args.backend, conf=args.conf, iou=args.iou, max_det=args.max_det,
                    classes=args.classes, threads=args.threads, imgsz=imgsz, plugins=args.plugins,
                    device=args.device, openvino=openvino_options(args))
     done = 0
@@ -251,7 +251,7 @@ def run(args):
             tmp = stack.enter_context(atomic_path(os.path.join(args.save_dir, RESULTS), force=args.force))
             results = stack.enter_context(open(tmp, "w"))
         bar = stack.enter_context(tqdm(total=frames.total, unit="img" if kind in ("image", "folder") else "frame",
-                                       file=sys.stderr, disable=not sys.stderr.isatty() or (frames.total or 99) < 10 or _quiet()))
+                                       file=sys.stderr, disable=not sys.stderr.isatty() or (frames.total or 99) < 10))
         stream = det.stream(frames, inflight=args.inflight)
         try:
             for dets in stream:
@@ -327,25 +327,3 @@ def _save_media(args, frames, stack, video, img, dets, source):
         stack.callback(video.release)  # registered after atomic_path, so it runs before the file is moved in place
     video.write(drawn)
     return video
-
-
-def _quiet():  # issue 19: -q draws no bar
-    from defectrt.progress import QUIET, verbosity
-
-    return verbosity() <= QUIET
-
-
-def _checkpoint_backend(model, imgsz):
-    """issue 19: `detect -m best.pt` runs the checkpoint through PyTorch, as `val` does; anything else as given."""
-    if not model or not model.lower().endswith((".pt", ".pth", ".safetensors")):
-        return model
-    from defectrt.errors import UserInputError
-
-    if not os.path.isfile(model):
-        raise UserInputError("{}: no such checkpoint file".format(model))
-    try:
-        from defectrt.models.torch_backend import TorchBackend
-    except ImportError as exc:
-        raise UserInputError("{}: running a checkpoint needs PyTorch ({}); install defectrt[export], or export it "
-                             "first: defectrt export build {} -o model.bundle".format(model, exc, model))
-    return TorchBackend(model, imgsz=imgsz)
