@@ -29,19 +29,7 @@ def imgsz_arg(values):
         from defectrt.errors import UserInputError
 
         raise UserInputError("--imgsz takes one value or two (H W)")
-    _check_imgsz_values(values)  # issue 19: refused before anything is loaded, by every command
     return int(values[0]), int(values[-1])
-
-
-def _check_imgsz_values(values):
-    from defectrt.errors import UserInputError
-
-    text = " ".join(str(v) for v in values)
-    if any(int(v) <= 0 for v in values):
-        raise UserInputError("--imgsz {}: sizes must be positive multiples of 32, e.g. --imgsz 640 or --imgsz 384 672".format(text))
-    if any(int(v) % 32 for v in values):
-        near = " ".join(str(max(32, int(round(int(v) / 32.0)) * 32)) for v in values)
-        raise UserInputError("--imgsz {}: not a multiple of 32 (the models' stride); use --imgsz {}".format(text, near))
 
 
 def build_parser():

@@ -41,6 +41,7 @@ def apply(args):
 
     def guarded(a):
         try:
+            check_imgsz(getattr(a, "imgsz", None))  # before the command loads anything
             return func(a)
         except DefectrtError as exc:  # printed by cli.main as one line; --debug shows the traceback first
             if getattr(a, "debug", False):
@@ -66,3 +67,17 @@ def unexpected(args, exc):
             type(exc).__name__, exc)
     print("defectrt {}: error: {}".format(getattr(args, "command", "") or "", clean(message)), file=sys.stderr)
     return 1
+
+
+def check_imgsz(values):
+    """Every command's --imgsz (N or H W): positive multiples of 32 (the models' stride), refused up front."""
+    from defectrt.errors import UserInputError
+
+    if not isinstance(values, (list, tuple)) or not values:
+        return
+    text = " ".join(str(v) for v in values)
+    if any(int(v) <= 0 for v in values):
+        raise UserInputError("--imgsz {}: sizes must be positive multiples of 32, e.g. --imgsz 640 or --imgsz 384 672".format(text))
+    if any(int(v) % 32 for v in values):
+        near = " ".join(str(max(32, int(round(int(v) / 32.0)) * 32)) for v in values)
+        raise UserInputError("--imgsz {}: not a multiple of 32 (the models' stride); use --imgsz {}".format(text, near))

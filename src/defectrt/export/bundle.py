@@ -72,7 +72,6 @@ def _export_fp32(model_ref, out_path, imgsz, batch, dynamic_batch, opset, grid_s
     if str(model_ref).endswith(".onnx"):
         if not os.path.isfile(model_ref):
             raise UserInputError("{}: no such ONNX file".format(model_ref))
-        _check_detector_onnx(model_ref)  # issue 19: a foreign ONNX fails here in words, not in Polygraphy
         shutil.copyfile(model_ref, out_path)
         return {"grid_sample_reason": "taken as given from the ONNX file"}
     from defectrt.export.onnx import export_onnx
@@ -180,6 +179,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
     val_names = _val_names_early(val)  # issue 19: an unusable --val fails here, before the export
+    if str(model).endswith(".onnx") and os.path.isfile(str(model)):
+        _check_detector_onnx(model)  # issue 19: a foreign ONNX fails here in words, not in Polygraphy
     trt = import_tensorrt()
     if engine == "always" and trt is None:
         raise UserInputError("--engine was asked for, but TensorRT is not installed here")
@@ -197,7 +198,6 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
                                    for_cpu=cpu)
         meta = _onnx_metadata(onnx.load(fp32_path, load_external_data=False))
         imgsz = imgsz or tuple(json.loads(meta.get("imgsz", "[640, 640]")))
-        _warn_name_mismatch(meta.get("names"), val_names, val)
         final = os.path.join(tmp, "model.onnx")
         flavour = None
         phase.next(precision)
@@ -222,6 +222,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
+        _warn_name_mismatch(meta.get("names"), val_names, val)
         phase.next("golden data, --val, engine" if val else "golden data, engine")
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
