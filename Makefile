@@ -29,7 +29,7 @@ demo: install-export
 	$(PY) scripts/demo.py
 
 # The device side (runtime, bench, capi, data, cli) must stay Python 3.8 (JetPack 5) and torch-free.
-lint-py38: install-test
+lint-py38: install-test lint-py38-issue19
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/__init__.py src/defectrt/errors.py src/defectrt/fileio.py src/defectrt/runtime src/defectrt/bench src/defectrt/capi src/defectrt/data src/defectrt/cli
 	# issue 16: the one home for TensorRT versions is imported by the runtime
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/trt_compat.py
@@ -74,3 +74,7 @@ portability: install-test
 # The README's test command (CI runs exactly this): every install, the native builds and checks, then pytest.
 test: install-test lint-py38 install-triton lint-py38-triton native trt-matrix portability
 	$(VENV)/bin/pytest -q -ra
+
+# issue 19: progress levels, friendly errors, inspect and the models table are imported by the CLI on the device
+lint-py38-issue19: install-test
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/progress.py src/defectrt/friendly.py src/defectrt/inspection.py src/defectrt/zoo_table.py

@@ -58,6 +58,10 @@ def main(argv=None):
                           "backend": "onnxruntime", "providers": ["CPUExecutionProvider"]}
                 cells.append(C.infer_cell((name, b), det, b, fields))
         C.run_rounds(cells, settings)
+    # measured again after the rounds and the best kept: a peak taken once while the machine was busy made
+    # the efficiency column print 173% (issue 19); flops.efficiency() also leaves out anything above the peak
+    peak = max(peak, C.measure_peak(), key=lambda p: p["gflops"])
+    report["machine"]["peak_gflops"] = peak
     results = {cell.key: C.cell_result(cell, flops[cell.key[0]], peak["gflops"]) for cell in cells}
     for (name, b), e in results.items():
         e["per_image_ms"] = e["median_ms"] / b

@@ -75,3 +75,12 @@ def test_peak_and_efficiency():
     assert achieved == pytest.approx(130.0) and eff == pytest.approx(0.5)
     assert flops.efficiency(None, 20.0, 100.0) == (None, None)
     assert flops.efficiency(1.0, 20.0, None) == (20.0, None)
+
+
+def test_efficiency_never_exceeds_the_measured_peak():
+    # issue 19: the scaling benchmark printed 173%; above the peak there is no efficiency to print
+    assert flops.efficiency(10.0, 17.3, 100.0) == (pytest.approx(173.0), None)
+    assert flops.efficiency(10.0, 10.0, 100.0)[1] == pytest.approx(1.0)
+    for ips in (1.0, 5.0, 9.99, 10.0, 10.01, 50.0):
+        eff = flops.efficiency(10.0, ips, 100.0)[1]
+        assert eff is None or 0 <= eff <= 1.0

@@ -22,12 +22,12 @@ def test_rounds_median_of_medians_and_efficiency():
     a = _cell("a", [10.0, 11.0, 12.0, 20.0, 21.0, 22.0, 30.0, 31.0, 32.0], batch=2)
     C.run_rounds([a], settings)
     assert len(a.loops) == 3
-    e = C.cell_result(a, gflops=6.5, peak=100.0)
+    e = C.cell_result(a, gflops=6.5, peak=1e9)
     assert e["stages"]["compute"]["count"] == 9 and e["stages"]["compute"]["median"] == 21.0
     assert e["stages"]["h2d"] is None and e["absent"]["h2d"] == "host"
     assert e["throughput"]["batch"] == 2
     assert e["throughput"]["images_per_s"] == pytest.approx(2 * e["throughput"]["batches_per_s"])
-    assert e["flops"]["efficiency"] == pytest.approx(6.5 * e["throughput"]["images_per_s"] / 100.0)
+    assert e["flops"]["efficiency"] == pytest.approx(6.5 * e["throughput"]["images_per_s"] / 1e9)
     assert e["spread_ms"][0] <= e["median_ms"] <= e["spread_ms"][1]
     json.dumps(e)
 

@@ -231,3 +231,19 @@ def test_shipped_demo_models_load_and_find_the_defects_of_their_task(name, varia
         hits = labels_found(labels, img.shape[0], img.shape[1], det.boxes, det.class_ids)
         found, total = found + int(hits.sum()), total + len(hits)
     assert total >= 3 and found / total >= 0.7, (found, total)
+
+
+def test_models_table_cache_matches_the_models_and_misses_are_computed(tmp_path):
+    """issue 19: `defectrt models` reads the shipped GFLOPs cache; a cached row equals a fresh computation, and a
+    row not in the cache (another nc) is computed, not invented."""
+    from defectrt import zoo_table as zoo
+
+    cache = zoo.load_cache()
+    key = zoo._key("yolo11n", 80, (640, 640))
+    assert key in cache, "zoo_complexity.json lacks yolo11n: run python -m defectrt.zoo_table --write-cache"
+    fresh = zoo.compute_row("yolo11n", 80, (640, 640))
+    assert cache[key]["params"] == fresh["params"] and cache[key]["gflops"] == pytest.approx(fresh["gflops"], abs=0.01)
+    fake = {key: {"params": 1, "gflops": 2.0}}
+    assert zoo.table(640, 80, variants=["yolo11n"], cache=fake) == [{"model": "yolo11n", "params": 1, "gflops": 2.0}]
+    assert zoo.table(640, 80, variants=["yolo11n"], cache=fake, recompute=True)[0]["params"] == fresh["params"]
+    assert len(cache) == len(models.available()) and zoo.zoo_names() == models.available()

@@ -169,10 +169,15 @@ def peak_gflops(n=2048, repeats=5, dtype=np.float32, seed=0):
 
 
 def efficiency(gflops_per_image, images_per_s, peak):
-    """(achieved GFLOP/s, fraction of `peak` GFLOP/s); None where unknown."""
+    """(achieved GFLOP/s, fraction of `peak` GFLOP/s); None where unknown.
+
+    The fraction never exceeds 1: achieving more than the measured peak means the peak was measured low
+    (a busy machine) or the backend does fewer FLOPs than the graph counts (Winograd convolutions, INT8), so
+    the figure is no efficiency and is left out (None) rather than printed as e.g. 173%.
+    """
     if gflops_per_image is None or images_per_s is None:
         return None, None
     achieved = gflops_per_image * images_per_s
-    if not peak:
+    if not peak or achieved > peak:
         return achieved, None
     return achieved, achieved / peak

@@ -129,6 +129,8 @@ def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=No
         stats = loop.stats()
         stats["preprocess"] = pre.stats()["preprocess"]
         stats["postprocess"] = post.stats()["postprocess"]
+        loop.samples.update({"preprocess": pre.samples.get("preprocess", []),
+                             "postprocess": post.samples.get("postprocess", [])})
     table, absent = _stage_table(stats, absent)
     return {
         "mode": "end_to_end" if end_to_end else "model",
@@ -139,6 +141,8 @@ def measure(det, batch=1, imgsz=None, end_to_end=False, settings=None, images=No
         "throughput": loop.throughput(),
         "warmup": {"queries": loop.warmup_queries, "seconds": loop.warmup_s},
         "warnings": timing.warnings_for(stats),
+        # issue 19: the per-query samples (ms) behind the statistics, for `bench --plot`'s histogram / CDF
+        "samples_ms": {k: [round(float(v), 4) for v in vals] for k, vals in loop.samples.items() if vals},
     }
 
 

@@ -11,12 +11,14 @@ import importlib
 import sys
 
 from defectrt import __version__
+from defectrt.cli import output_options as _output_options
 from defectrt.errors import DefectrtError
 
 # Module names under defectrt.cli, in the order of the flow: models -> export -> runtime -> bench.
 _COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
 # issue 16: on-device checks (defectrt verify BUNDLE, defectrt doctor)
 _COMMAND_MODULES += ("verify_cmd", "doctor_cmd")
+_COMMAND_MODULES += ("inspect_cmd",)  # issue 19: defectrt inspect FILE
 
 
 def imgsz_arg(values):
@@ -32,6 +34,7 @@ def build_parser():
         description="YOLO11 defect detectors from PyTorch to TensorRT / ONNX Runtime: export, build, run, measure.",
     )
     parser.add_argument("--version", action="version", version="defectrt " + __version__)
+    _output_options.add(parser)  # issue 19: -q / -v / --debug
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -41,6 +44,7 @@ def build_parser():
                 continue
             raise
         module.register(sub)
+    _output_options.everywhere(sub)
     return parser
 
 
@@ -50,6 +54,7 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _output_options.apply(args)  # issue 19: output level; errors as one line (--debug: the traceback)
     try:
         result = args.func(args)
     except DefectrtError as exc:

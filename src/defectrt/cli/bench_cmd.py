@@ -49,6 +49,8 @@ def register(sub):
     p.add_argument("--json", metavar="PATH", help="write the JSON report here")
     p.add_argument("--md", metavar="PATH", help="write the Markdown report here")
     p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--plot", action="store_true", help="latency histogram / CDF per stage and throughput vs batch as "
+                   "PNG next to --json (needs matplotlib: pip install 'defectrt[plot]')")
     # Triton (issue 20): latency percentiles and throughput of a served model under concurrent clients.
     p.add_argument("--triton", metavar="URL", help="measure a Triton-served model instead (http:// or grpc://)")
     p.add_argument("--model-name", help="with --triton: the served model (default: the only one)")
@@ -108,6 +110,12 @@ def _outputs(args):
 
 def _emit(args, json_obj, markdown, summary=None):
     from defectrt.bench import report as rep
+
+    if getattr(args, "plot", False) and json_obj.get("schema") == "defectrt-bench-report":  # issue 19: bench --plot
+        from defectrt.bench.plot import plot_report
+
+        for path in plot_report(json_obj, args.json or args.md or "bench.json"):
+            print("wrote {}".format(path))
 
     if args.json:
         rep.write_text(rep.dumps(json_obj) + "\n", args.json, args.force)
@@ -172,6 +180,10 @@ def run(args):
         if not ModelRef.parse(m).is_demo and not os.path.exists(m):
             raise UserInputError("{}: no such model file or bundle folder".format(m))
     _outputs(args)
+    if getattr(args, "plot", False):  # issue 19: a missing matplotlib fails before the measuring
+        from defectrt.bench.plot import import_pyplot
+
+        import_pyplot()
 
     def log(msg):
         print(msg, file=sys.stderr)

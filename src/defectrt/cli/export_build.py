@@ -18,7 +18,8 @@ def register(export_sub):
                    "or (with --engine) an existing bundle folder")
     p.add_argument("-o", "--output", help="bundle folder to write (e.g. screw.bundle)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8", "bf16"), default="fp16",
-                   help="bf16: FP32 model run by OpenVINO in bf16 on AMX / AVX-512 BF16 CPUs; needs --val (offered "
+                   help="fp32; fp16 (default, TensorRT / GPUs); int8 (needs --calib images; see --int8-flavour); "
+                   "bf16: FP32 model run by OpenVINO in bf16 on AMX / AVX-512 BF16 CPUs; needs --val (offered "
                    "only when it loses at most 0.3 points of mAP50-95)")
     p.add_argument("--calib", help="calibration images (a folder, or a dataset whose images/train is used)")
     p.add_argument("--calib-count", type=int, default=300, help="calibration images to use (default 300)")

@@ -59,6 +59,12 @@ def _register_check(export_sub):
 def _run_check(args):
     from defectrt.export.check import check_onnx
 
+    if args.model.lower().endswith((".pt", ".pth", ".safetensors")):  # issue 19: a checkpoint is no ONNX yet
+        from defectrt.errors import UserInputError
+
+        raise UserInputError("{0}: export check reads an ONNX file; export the checkpoint first: defectrt export onnx "
+                             "{0} --target-trt {1} (or defectrt export build {0} -o model.bundle --target-trt {1})".format(
+                                 args.model, args.target_trt))
     report = check_onnx(args.model, args.target_trt)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1

@@ -13,24 +13,19 @@ def register(sub):
     p.add_argument("--scales", default="nsmlx", help="scales to list, e.g. 'n' or 'ns' (default nsmlx)")
     p.add_argument("--variant", action="append", help="only these variants (repeatable), e.g. yolo11n-dysample")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--recompute", action="store_true", help="compute every row from the models instead of the shipped cache")
     p.set_defaults(func=run)
 
 
-def table(imgsz=640, nc=80, scales="nsmlx", variants=None):
-    from defectrt.models import available, create
-    from defectrt.models.complexity import count_parameters, gflops
+def table(imgsz=640, nc=80, scales="nsmlx", variants=None, recompute=False):
+    from defectrt.zoo_table import table as zoo_table  # issue 19: cached default table, the rest on demand
 
-    names = variants or [n for n in available() if n[6] in scales]
-    rows = []
-    for name in names:
-        model = create(name, nc=nc)
-        rows.append({"model": name, "params": count_parameters(model), "gflops": round(gflops(model, imgsz), 2)})
-    return rows
+    return zoo_table(imgsz, nc, scales, variants, recompute=recompute)
 
 
 def run(args):
     imgsz = imgsz_arg(args.imgsz)
-    rows = table(imgsz, args.nc, args.scales, args.variant)
+    rows = table(imgsz, args.nc, args.scales, args.variant, args.recompute)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -38,5 +33,5 @@ def run(args):
     print("{:<20} {:>12} {:>10}".format("model", "params", "GFLOPs@" + size))
     for r in rows:
         print("{:<20} {:>12,} {:>10.2f}".format(r["model"], r["params"], r["gflops"]))
-    print("(nc={}, BN fused, computed from the models)".format(args.nc))
+    print("(nc={}, BN fused, computed from the models; default rows cached, --recompute to redo)".format(args.nc))
     return 0

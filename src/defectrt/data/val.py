@@ -37,9 +37,9 @@ def evaluate(detector, dataset, split="val", batch=8, conf=None, max_dets=300, n
     t0 = time.perf_counter()
     images = dataset.images()
     if progress:
-        from tqdm import tqdm
+        from defectrt import progress  # issue 19: on a terminal only, none at -q
 
-        images = tqdm(images, total=len(dataset), desc="val", unit="img")
+        images = progress.bar(images, total=len(dataset), desc="val", unit="img")
     pending = []
 
     def flush():

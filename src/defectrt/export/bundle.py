@@ -134,7 +134,7 @@ def _validate(onnx_path, data, imgsz, conf, iou, backend="onnxruntime", openvino
     from defectrt.runtime.detector import Detector
 
     det = Detector(onnx_path, backend=backend, conf=conf, iou=iou, openvino=openvino)
-    metrics = evaluate(det, load_dataset(data, split="val"))
+    metrics = evaluate(det, load_dataset(data, split="val"), progress=True)  # issue 19: a bar on a terminal
     return {k: metrics[k] for k in ("precision", "recall", "map50", "map50_95")}
 
 
@@ -189,12 +189,19 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     if precision == "bf16":
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
+    val_names = _val_names_early(val)  # issue 19: an unusable --val fails here, before the export
+    if str(model).endswith(".onnx") and os.path.isfile(str(model)):
+        _check_detector_onnx(model)  # issue 19: a foreign ONNX fails here in words, not in Polygraphy
     trt = import_tensorrt()
     if engine == "always" and trt is None:
         raise BackendUnavailable("--engine was asked for, but TensorRT is not installed here")
     imgsz = parse_imgsz(imgsz, "--imgsz")
 
-    with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work:
+    from defectrt.progress import Phases  # issue 19: one bar over the build's phases, on a terminal
+
+    with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work, \
+            Phases(("export", precision, "golden, val, engine", "manifest"), desc="export build") as phase:
+        phase.next("export ONNX")
         fp32_path = os.path.join(work, "model_fp32.onnx")
         # A bundle for a CPU: "auto" grid sampling takes its faster form there (see for_cpu).
         cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
@@ -204,6 +211,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         imgsz = imgsz or parse_imgsz(meta.get("imgsz"), strict=False) or (640, 640)
         final = os.path.join(tmp, "model.onnx")
         flavour = None
+        phase.next(precision)
         if precision in ("fp32", "bf16"):
             shutil.copyfile(fp32_path, final)
         elif precision == "fp16":
@@ -229,6 +237,8 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
                     precision, ", ".join(bad[:5])))
+        _warn_name_mismatch(meta.get("names"), val_names, val)
+        phase.next("golden data, --val, engine" if val else "golden data, engine")
         samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
         golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
 
@@ -293,11 +303,14 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             manifest["int8_qat"] = int8.qat
         if trt is not None and engine != "never" and precision != "bf16":
             manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
+        phase.next("manifest")
         from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
 
         manifest["device_scripts"] = write_build_scripts(tmp, manifest)
         write_manifest(tmp, manifest)
-    if manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
+    if manifest["engine"] is None and cpu:  # issue 19: a CPU bundle needs no engine, say how to run it
+        log.info("%s is for a CPU (ONNX Runtime / OpenVINO): run it with defectrt detect -m %s SOURCE", output, output)
+    elif manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
                     "defectrt export build %s --engine", output, output)
     return manifest
@@ -425,3 +438,54 @@ def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins
     manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "auto", timing_cache,
                                      dla_core if dla_core is not None else build.get("dla_core"), plugins)
     return write_manifest(bundle, manifest)
+
+
+def _val_names_early(val):
+    """issue 19: load the --val dataset before anything expensive; -> its class names (or None)."""
+    if not val:
+        return None
+    from defectrt.data.dataset import load_dataset
+
+    ds = load_dataset(val, split="val")
+    if not len(ds):
+        raise UserInputError("--val {}: the val split has no images; pass a dataset with images/val and labels/val".format(val))
+    return None if ds.names_inferred else ds.names
+
+
+def _warn_name_mismatch(model_names, val_names, val):
+    """issue 19: like `defectrt val`, say when the model's class names differ from the dataset's."""
+    if not model_names or not val_names:
+        return
+    try:
+        model = json.loads(model_names) if isinstance(model_names, str) else model_names
+    except ValueError:
+        return
+    model = [model[k] for k in sorted(model, key=int)] if isinstance(model, dict) else list(model)
+    data = [val_names[k] for k in sorted(val_names)] if isinstance(val_names, dict) else list(val_names)
+    if model != data:
+        log.warning("the model's class names %s differ from --val %s's %s: mAP per class compares by index",
+                    model[:8], val, data[:8])
+
+
+def _check_detector_onnx(path):
+    """One image input (N, 3, H, W) and a YOLO head output (N, 4 + nc, anchors): what a bundle can run."""
+    from defectrt.export.check import load_onnx
+
+    model = load_onnx(path)
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+
+    problem = None
+    if len(inputs) != 1:
+        problem = "it has {} inputs".format(len(inputs))
+    elif len(dims(inputs[0])) != 4 or dims(inputs[0])[1] != 3:
+        problem = "its input {} has shape {}".format(inputs[0].name, dims(inputs[0]))
+    elif not model.graph.output or len(dims(model.graph.output[0])) not in (2, 3):  # head (3) or in-graph NMS (2/3)
+        problem = "its first output has shape {}".format(dims(model.graph.output[0]) if model.graph.output else None)
+    if problem:
+        raise UserInputError("{}: not a YOLO detector ONNX ({}); export build takes a model with one image input "
+                             "(N, 3, H, W) and a (N, 4 + classes, anchors) output, e.g. from defectrt export onnx "
+                             "best.pt or Ultralytics' export".format(path, problem))

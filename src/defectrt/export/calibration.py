@@ -199,10 +199,19 @@ class CalibrationReader(_Base):
         return blob
 
     def get_next(self):
+        bar = self.__dict__.get("_bar")
         if self._pos >= len(self):
+            if bar is not None:
+                bar.close()
+                self._bar = None
             return None
+        if bar is None:  # issue 19: calibration of 300 images takes minutes; a bar on a terminal (none at -q)
+            from defectrt import progress
+
+            bar = self._bar = progress.bar(total=len(self), desc="calibration", unit="batch")
         blob = self._blob(self._pos)
         self._pos += 1
+        bar.update(1)
         return {self.input_name: blob}
 
     def get_first(self):

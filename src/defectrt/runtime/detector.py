@@ -229,6 +229,10 @@ class Detector(object):
                 return (self._openvino_backend(path, threads, imgsz, manifest),
                         "OpenVINO with bf16 execution: a bf16 bundle is made for it")
             reason += "; this bf16 bundle runs in FP32 on ONNX Runtime (install OpenVINO for bf16)"
+        if manifest.get("precision") == "int8" and manifest.get("int8_flavour") == "trt":  # issue 19
+            log.warning("defectrt: %s is a TensorRT-flavour INT8 bundle; on a CPU it runs slower than its FP32 "
+                        "(Q/DQ ops in ONNX Runtime); for a CPU build it with --int8-flavour cpu, or use an FP32 bundle",
+                        folder)
         # The bytes hashed are the bytes run: nothing can swap the file between the check and the load.
         model_bytes = bundle_mod.read_verified(folder, manifest, onnx_rel)
         return self._onnxruntime(path, threads, imgsz, device, model_bytes), reason + _openvino_hint(device)
