@@ -98,10 +98,11 @@ def inspect_onnx(path, trt_versions=None):
     import onnx
 
     from defectrt.export.check import check_onnx, load_onnx, model_opset
+    from defectrt.modelref import onnx_metadata
     from defectrt.trt_compat import load_support
 
     model = load_onnx(path)
-    meta = {p.key: p.value for p in model.metadata_props}
+    meta = onnx_metadata(model)
     ops = sorted({n.op_type for n in model.graph.node})
     out = {
         "size_bytes": os.path.getsize(path),

@@ -72,12 +72,16 @@ def unexpected(args, exc):
 def check_imgsz(values):
     """Every command's --imgsz (N or H W): positive multiples of 32 (the models' stride), refused up front."""
     from defectrt.errors import UserInputError
+    from defectrt.modelref import parse_imgsz
 
     if not isinstance(values, (list, tuple)) or not values:
         return
     text = " ".join(str(v) for v in values)
-    if any(int(v) <= 0 for v in values):
-        raise UserInputError("--imgsz {}: sizes must be positive multiples of 32, e.g. --imgsz 640 or --imgsz 384 672".format(text))
-    if any(int(v) % 32 for v in values):
+    try:
+        hw = parse_imgsz(list(values), "--imgsz")
+    except UserInputError:
+        raise UserInputError("--imgsz {}: sizes must be positive multiples of 32, e.g. --imgsz 640 or --imgsz 384 672"
+                             .format(text)) from None
+    if hw[0] % 32 or hw[1] % 32:
         near = " ".join(str(max(32, int(round(int(v) / 32.0)) * 32)) for v in values)
         raise UserInputError("--imgsz {}: not a multiple of 32 (the models' stride); use --imgsz {}".format(text, near))
