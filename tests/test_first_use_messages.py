@@ -159,3 +159,16 @@ def test_messages_name_final_paths_and_explain_ir_versions():
     assert clean("/work/.tmp-16274-9jget731line.bundle/golden/x.json: bad") == "/work/line.bundle/golden/x.json: bad"
     msg = explain(RuntimeError("Load model failed: Unsupported model IR version: 14, max supported IR version: 13"))
     assert "IR version 14" in msg and "at most 13" in msg and "pip install -U onnxruntime" in msg
+
+
+def test_detect_takes_a_checkpoint_like_val(capsys, tmp_path):
+    """`detect -m best.pt` (a real Ultralytics checkpoint) runs through PyTorch instead of being refused."""
+    import cv2
+    import numpy as np
+
+    ckpt = os.path.join(os.path.dirname(__file__), "fixtures", "ultralytics", "multipliers_leaky_nc2.pt")
+    img = tmp_path / "part.png"
+    cv2.imwrite(str(img), np.random.RandomState(0).randint(0, 255, (96, 128, 3), dtype=np.uint8))
+    assert main(["detect", "-m", ckpt, str(img), "--imgsz", "64", "--no-save", "--json"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1 and json.loads(lines[0])["source"].endswith("part.png")

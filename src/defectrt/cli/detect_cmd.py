@@ -65,9 +65,14 @@ def run(args):
     outputs = None if args.no_save else DetectRun(frames, args.save_dir, force=args.force)
     if outputs is not None:
         outputs.claim()  # before any work: a refused --save-dir costs no model load
+    model = args.model
     if args.triton or not args.model:  # issue 20: a model served by Triton, called like a Detector
         Detector = _triton_detector(args)  # noqa: N806
-    det = Detector(args.model, options=options)
+    else:  # a checkpoint (best.pt) or registry name runs through PyTorch, as `val` does (issue 19)
+        from defectrt.cli.val_cmd import model_or_torch_backend
+
+        model = model_or_torch_backend(args.model, options.imgsz)
+    det = Detector(model, options=options)
     done, names, start = 0, [], time.perf_counter()
     unit = "frame" if frames.is_stream else "img"
     with contextlib.ExitStack() as stack:

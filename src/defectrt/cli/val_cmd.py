@@ -39,24 +39,34 @@ def _is_runtime_model(ref):
     return ref.lower().endswith(RUNTIME_SUFFIXES) or os.path.isdir(ref)
 
 
-def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="auto", openvino=None):
-    """A Detector for `model`: runtime files directly, anything else through the PyTorch backend."""
+def model_or_torch_backend(model, imgsz=None):
+    """`model` itself for runtime files (ONNX, engine, bundle) and, without torch, demo references; a checkpoint
+    or registry name -> a PyTorch backend object that a Detector runs through the same pre/post-processing."""
     from defectrt.errors import UserInputError
-    from defectrt.runtime.detector import Detector
 
-    kw = dict(conf=conf, iou=iou, max_det=max_det)
     if _is_runtime_model(model):
-        return Detector(model, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
+        return model
     try:
         from defectrt.models.torch_backend import TorchBackend
     except ImportError as exc:
         from defectrt.modelref import ModelRef
 
         if ModelRef.parse(model).is_demo:  # device installs have no torch but may ship the demo bundles
-            return Detector(model, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
+            return model
         raise UserInputError("{}: running a checkpoint or registry model needs PyTorch ({}); install "
                              "defectrt[export] or pass an exported .onnx / bundle".format(model, exc))
-    return Detector(TorchBackend(model, imgsz=imgsz), **kw)
+    return TorchBackend(model, imgsz=imgsz)
+
+
+def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="auto", openvino=None):
+    """A Detector for `model`: runtime files directly, anything else through the PyTorch backend."""
+    from defectrt.runtime.detector import Detector
+
+    kw = dict(conf=conf, iou=iou, max_det=max_det)
+    source = model_or_torch_backend(model, imgsz)
+    if isinstance(source, str):
+        return Detector(source, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
+    return Detector(source, **kw)
 
 
 def run(args):
