@@ -81,3 +81,20 @@ def test_one_line_warning_without_source(capsys):
                                line="    warnings.warn(...)")
     err = capsys.readouterr().err
     assert err.strip() == "warning: calibration used 3 images (UserWarning)"
+
+
+def test_detect_draws_a_bar_on_a_terminal_and_none_with_q(tmp_path):
+    """detect over a folder: a bar on a terminal, none with -q (the same rule as every other command)."""
+    import cv2
+    import numpy as np
+
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / "{:02d}.png".format(i)), np.full((48, 64, 3), 20 * i, np.uint8))
+    ckpt = os.path.join(os.path.dirname(SRC), "tests", "fixtures", "ultralytics", "multipliers_leaky_nc2.pt")
+    argv = ["detect", "-m", ckpt, str(tmp_path), "--imgsz", "64", "--no-save"]
+    rc, out = _run_in_pty(argv)
+    assert rc == 0, out
+    assert "detect:" in out and "/12 [" in out
+    rc, out = _run_in_pty(["-q"] + argv)
+    assert rc == 0, out
+    assert "/12 [" not in out and "12 images" in out

@@ -38,13 +38,14 @@ def set_verbosity(level):
     return level
 
 
-def bar(iterable=None, total=None, desc=None, unit="it", leave=False):
-    """A tqdm bar on stderr; none at -q, and none when stderr is not a terminal (tqdm's disable=None)."""
+def bar(iterable=None, total=None, desc=None, unit="it", leave=False, enabled=True):
+    """A tqdm bar on stderr; none at -q, none when `enabled` is False (a job known to be short), and none when
+    stderr is not a terminal (tqdm's disable=None)."""
     from tqdm import tqdm
 
     import shutil
 
-    disable = True if verbosity() <= QUIET else None
+    disable = True if verbosity() <= QUIET or not enabled else None
     # a terminal that reports 0 columns (a fresh pty, `script`) would make tqdm draw an empty bar
     # and 0 rows would make it hide the bar as "below the screen"
     size = shutil.get_terminal_size((100, 24))

@@ -185,8 +185,12 @@ def run(args):
 
         import_pyplot()
 
+    from tqdm import tqdm
+
+    from defectrt import progress
+
     def log(msg):
-        print(msg, file=sys.stderr)
+        tqdm.write(msg, file=sys.stderr)  # above the progress bar, not through it
 
     env = environment.collect()
     peak = None if args.no_peak else peak_gflops()
@@ -196,11 +200,13 @@ def run(args):
     if args.inflight:
         settings.update(mode="throughput", inflight=args.inflight)
     report = rep.new_report(bench_command(args), env, settings, label=args.label, peak=peak)
-    for m in args.models:
-        report["results"] += runner.bench_model(
-            m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
-            settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
-            inflight=args.inflight, openvino=openvino,
-        )
+    with progress.bar(total=len(args.models), desc="bench", unit="model") as models_bar:  # none at -q
+        for m in args.models:
+            report["results"] += runner.bench_model(
+                m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
+                settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
+                inflight=args.inflight, openvino=openvino,
+            )
+            models_bar.update(1)
     _emit(args, report, rep.to_markdown(report), summary=rep.summary_markdown(report))
     return 0 if any(r.get("status") == "ok" for r in report["results"]) else 1

@@ -46,8 +46,7 @@ def run(args):
     import sys
     import time
 
-    from tqdm import tqdm
-
+    from defectrt import progress
     from defectrt.errors import UserInputError
     from defectrt.runtime.detector import Detector
     from defectrt.runtime.run_folder import DetectRun
@@ -77,8 +76,8 @@ def run(args):
     unit = "frame" if frames.is_stream else "img"
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(outputs) if outputs is not None else None
-        bar = stack.enter_context(tqdm(total=frames.total, unit=unit, file=sys.stderr,
-                                       disable=not sys.stderr.isatty() or (frames.total or 99) < 10))
+        bar = stack.enter_context(progress.bar(total=frames.total, unit=unit, desc="detect",
+                                               enabled=(frames.total or 99) >= 10))  # none at -q
         stream = det.stream(frames, inflight=args.inflight)
         try:
             for dets in stream:
