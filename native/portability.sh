@@ -98,8 +98,11 @@ windows() {
   # examples/c against the DLL, as a Windows user builds it.
   "$CC" -std=c99 -pedantic-errors -Wall -Wextra -Werror -I"$NATIVE/include" "$ROOT/examples/c/detect_image.c" \
     -L"$W/build" -ldefectrt -o "$W/c/detect_image.exe" || return 1
-  "$MINGW-objdump" -p "$W/c/detect_image.exe" | grep -qi "DLL Name: defectrt.dll" ||
-    { say "windows: FAILED: detect_image.exe does not import defectrt.dll"; return 1; }
+  # objdump's output is read whole first: `objdump | grep -q` under pipefail fails at random (grep stops early,
+  # objdump gets SIGPIPE and the pipeline reports it).
+  local exe_imports; exe_imports=$("$MINGW-objdump" -p "$W/c/detect_image.exe")
+  case "${exe_imports,,}" in *"dll name: defectrt.dll"*) ;;
+    *) say "windows: FAILED: detect_image.exe does not import defectrt.dll"; return 1;; esac
   # The TensorRT backend's _WIN32 code (LoadLibraryW, wide paths): syntax only, binding API (8.0) and tensor API (11.1).
   local v n=0
   if [ -f "$CUDA_INCLUDE/cuda_runtime_api.h" ] && [ -d "$TRT_HEADERS" ]; then
