@@ -184,8 +184,9 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     # The manifest stores these for the runtime, which refuses them out of bounds: refuse them here first.
     conf, iou = limits.check_threshold(conf, "--conf"), limits.check_threshold(iou, "--iou")
     max_det = limits.check_max_det(max_det, "--max-det")
+    imgsz = parse_imgsz(imgsz, "--imgsz")  # None: the model's own size, read after the export
     if imgsz is not None:
-        limits.check_imgsz(parse_imgsz(imgsz, "--imgsz"), "--imgsz")
+        limits.check_imgsz(imgsz, "--imgsz")
     if precision == "bf16":
         _check_bf16_possible(val, engine)
     calib_dir = _calibration_folder(calib) if precision == "int8" else None
@@ -195,7 +196,6 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     trt = import_tensorrt()
     if engine == "always" and trt is None:
         raise BackendUnavailable("--engine was asked for, but TensorRT is not installed here")
-    imgsz = parse_imgsz(imgsz, "--imgsz")
 
     from defectrt.progress import Phases  # issue 19: one bar over the build's phases, on a terminal
 
