@@ -49,6 +49,8 @@ def _metadata(tmp_path, fake_setuptools_version=""):
         [sys.executable, "-c", _PREPARE, str(out), fake_setuptools_version],
         cwd=str(src), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=120,
     )
+    if "invalid command 'bdist_wheel'" in proc.stdout:  # setuptools < 70.1 builds wheels through `wheel`
+        pytest.skip("this environment's setuptools needs the `wheel` package to build metadata, and it is missing")
     assert proc.returncode == 0, proc.stdout[-3000:]
     dist_info = proc.stdout.rsplit("DIST-INFO=", 1)[1].strip()
     with open(str(out / dist_info / "METADATA"), encoding="utf-8") as f:
@@ -57,7 +59,9 @@ def _metadata(tmp_path, fake_setuptools_version=""):
 
 
 def _no_licence_warning(log):
-    lines = [line for line in log.splitlines() if "deprecat" in line.lower() or "license classifier" in line.lower()]
+    """No warning about the licence (others, e.g. old `wheel` releases' bdist_wheel deprecation, are not ours)."""
+    lines = [line for line in log.splitlines()
+             if "licen" in line.lower() and ("deprecat" in line.lower() or "classifier" in line.lower())]
     assert not lines, "the build still warns:\n" + "\n".join(lines)
 
 
