@@ -130,6 +130,7 @@ class CtrlC(object):
     def __init__(self):
         self._event = threading.Event()
         self._sockets = None
+        self._installed = False
         self._previous_handler = None
         self._previous_fd = None
 
@@ -142,8 +143,8 @@ class CtrlC(object):
         try:
             self._previous_handler = signal.signal(signal.SIGINT, self._handler)
         except (ValueError, OSError):
-            self._previous_handler = None
             return self
+        self._installed = True
         try:
             reader, writer = socket.socketpair()
             reader.setblocking(False)
@@ -170,9 +171,10 @@ class CtrlC(object):
             for s in self._sockets:
                 s.close()
             self._sockets = None
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        if self._installed:  # the previous handler may be None (set outside Python): SIG_DFL then
+            signal.signal(signal.SIGINT, self._previous_handler if self._previous_handler is not None else
+                          signal.SIG_DFL)
+            self._installed = False
         return False
 
 
@@ -185,14 +187,10 @@ class Watch(object):
         self.bars = PhaseBars(self.ctrl_c.requested)
         self.monitor = make_monitor(trt, self.bars)
 
-    @property
-    def cancelled(self):
-        return self.bars.cancelled
-
     def check(self):
         """Raise Cancelled when Ctrl-C stopped the build, or arrived while it ran (also after its last step)."""
         if self.bars.cancelled or self.ctrl_c.requested():
-            raise Cancelled("engine build cancelled (Ctrl-C): TensorRT stopped at its next step")
+            raise Cancelled("engine build cancelled (Ctrl-C / SIGTERM): TensorRT stopped at its next step")
 
     def __enter__(self):
         self.ctrl_c.__enter__()
