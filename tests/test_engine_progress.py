@@ -169,12 +169,9 @@ def test_phase_bars_nesting_and_bookkeeping(tty):
 
 def test_quiet_draws_nothing(build, tty, monkeypatch):
     tty = tty()
-    progress.set_verbosity(progress.QUIET)
-    try:
-        lines = io.StringIO()
-        fake = build("11.1.0", progress_lines=lines)
-    finally:
-        progress.set_verbosity(progress.NORMAL)
+    monkeypatch.setenv("DEFECTRT_VERBOSITY", str(progress.QUIET))  # what -q sets
+    lines = io.StringIO()
+    fake = build("11.1.0", progress_lines=lines)
     assert fake.record and len(fake.log) == 6
     assert tty.getvalue() == "" and lines.getvalue() == ""  # -q: no bars and no phase lines
 
@@ -194,7 +191,7 @@ def test_ctrl_c_stops_the_build_at_the_next_step(build, tty, on_thread):
     """Ctrl-C while TensorRT builds (callbacks on the main thread, or on a builder thread where Python's signal
     handlers never run): the next step_complete returns False, the build ends without an engine, and the
     command is interrupted (Cancelled is a KeyboardInterrupt: the CLI says "interrupted", exit 130)."""
-    tty = tty()
+    tty()  # bars on a terminal, as a user sees them
     script = SCRIPT[:3] + [("signal",)] + SCRIPT[3:]
     with pytest.raises(build_progress.Cancelled, match="cancelled"):
         build("10.16.0", script=script, on_thread=on_thread)
