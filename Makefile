@@ -78,3 +78,5 @@ test: install-test lint-py38 install-triton lint-py38-triton native trt-matrix p
 # issue 19: progress levels, friendly errors, inspect and the models table are imported by the CLI on the device
 lint-py38-issue19: install-test
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/progress.py src/defectrt/friendly.py src/defectrt/inspection.py src/defectrt/zoo_table.py
+	# issue 19 (s5): TensorRT engine-build progress runs on the device (JetPack 5 builds engines there)
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations --eval-annotations src/defectrt/export/build_progress.py

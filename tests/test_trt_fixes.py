@@ -178,6 +178,12 @@ def fake_trt(version, dla_cores=2, parse_ok=True, layers=None, errors=()):
 
     trt.Logger = Logger
     trt.init_libnvinfer_plugins = lambda logger, ns: True
+    if flav.progress_monitor:  # 10.0+: the base class of engine-build progress monitors (issue 19)
+        class IProgressMonitor(object):
+            def __init__(self):
+                pass
+
+        trt.IProgressMonitor = IProgressMonitor
     return trt
 
 

@@ -239,7 +239,8 @@ def test_every_tensorrt_name_we_use_exists_on_its_version_path():
                  ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"), ("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"),
                  ("IBuilderConfig", "max_workspace_size"), ("IBuilderConfig", "set_memory_pool_limit"),
                  ("ILayer", "set_output_type"), ("LayerType", "CAST"), ("ParserError", "node_name"),
-                 ("Builder", "num_DLA_cores"), ("IBuilderConfig", "DLA_core"), ("ITimingCache", "serialize")]:
+                 ("Builder", "num_DLA_cores"), ("IBuilderConfig", "DLA_core"), ("ITimingCache", "serialize"),
+                 ("IBuilderConfig", "progress_monitor")]:
         assert must in found, "the name check no longer sees {}.{}".format(*must)
     assert len(uses) > 60
     problems = missing_names(uses)

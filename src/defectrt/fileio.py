@@ -28,6 +28,9 @@ from defectrt.errors import OutputExistsError, UserInputError
 
 TMP_PREFIX = ".tmp-"
 _TMP_NAME = re.compile(r"^\.tmp-(\d+)-")
+# issue 19: what to do when an output's folder cannot be written (a read-only share, a root-owned folder)
+_CHOOSE = "choose an output path in a folder you can write to"
+_CHOOSE_SAVE_DIR = "choose another --save-dir, in a folder you can write to"
 
 
 def check_output(path, force=False, ours=None):
@@ -46,9 +49,10 @@ def check_output(path, force=False, ours=None):
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
-            raise UserInputError("cannot create the output folder {}: {}".format(parent, exc.strerror))
+            raise UserInputError("cannot create the output folder {}: {} ({})".format(parent, exc.strerror, _CHOOSE))
     if not os.access(parent, os.W_OK):
-        raise UserInputError("cannot write to {}: the folder is not writable".format(parent))
+        raise UserInputError("cannot write to {}: the folder is not writable ({}, or make this one "
+                             "writable)".format(parent, _CHOOSE))
     return path
 
 
@@ -283,7 +287,11 @@ def claim_outputs(folder, names, force=False, input_dirs=(), tool="defectrt"):
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
-        raise UserInputError("cannot create the output folder {}: {}".format(folder, exc.strerror))
+        raise UserInputError("cannot create the output folder {}: {} ({})".format(
+            folder, exc.strerror, _CHOOSE_SAVE_DIR))
+    if not os.access(folder, os.W_OK):
+        raise UserInputError("cannot write to {}: the folder is not writable ({}, or make this one "
+                             "writable)".format(folder, _CHOOSE_SAVE_DIR))
     ours = _marked_files(folder)
     for name in names:
         path = os.path.join(folder, name)
@@ -299,12 +307,15 @@ def claim_outputs(folder, names, force=False, input_dirs=(), tool="defectrt"):
     return [os.path.join(folder, n) for n in names]
 
 
-def next_run_dir(project, name):
-    """Create and return PROJECT/NAME, or NAME2, NAME3, ... if it exists (never an existing folder)."""
+def next_run_dir(project, name, option="--project"):
+    """Create and return PROJECT/NAME, or NAME2, NAME3, ... if it exists (never an existing folder).
+
+    option: the command's flag that chooses another place, for the error message."""
     try:
         os.makedirs(project, exist_ok=True)
     except OSError as exc:
-        raise UserInputError("cannot create the project folder {}: {}".format(project, exc.strerror))
+        raise UserInputError("cannot create the project folder {}: {} (run from a folder you can write to, or "
+                             "choose the output with {})".format(os.path.abspath(project), exc.strerror, option))
     for n in range(1, 100000):
         path = os.path.join(project, name if n == 1 else "{}{}".format(name, n))
         try:

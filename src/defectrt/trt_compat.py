@@ -50,6 +50,10 @@ CAPABILITIES = {
                                "(AutoCast FP16, Q/DQ INT8) build strongly typed"),
     "cast_layer": ((8, 6), None, "LayerType.CAST / ICastLayer arrive in 8.6; 8.0-8.5 parse ONNX Cast as an IDENTITY layer"),
     "parser_node_name": ((10, 0), None, "ParserError.node_name / node_operator arrive in 10.0"),
+    # issue 19: engine-build progress (export.build_progress)
+    "progress_monitor": ((10, 0), None, "IProgressMonitor and IBuilderConfig.progress_monitor: in trt-python-api/"
+                         "10.0.json ... 11.1.json, not in 8.6.json (NvInfer.h 10.3: phaseStart / stepComplete / "
+                         "phaseFinish)"),
     "device_memory_size_v2": ((10, 0), None, "ICudaEngine.device_memory_size_v2 (the only one in 11.x)"),
     "plugin_v3": ((10, 0), None, "IPluginV3 exists from 10.0 (NvInferRuntimePlugin.h)"),
     "trtexec_static_plugins": ((10, 0), None, "trtexec --staticPlugins (10.x: '--plugins flag has been deprecated, use "

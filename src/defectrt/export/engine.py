@@ -16,18 +16,23 @@ Which API each version gets is decided once, by defectrt.trt_compat.flavour(trt.
   only the layers that compute floats (see _pin_island_fp32).
 - Polygraphy's loaders (NetworkFromOnnxPath / CreateConfig / EngineBytesFromNetwork, polygraphy>=0.49.9)
   from 8.5 on; the raw builder API on 8.0-8.4 (JetPack 4.6 / 5.0). DLA is configured by us on both paths.
-Each build phase prints one progress line (a Jetson Nano build takes many minutes); the timing cache is
-loaded and saved when a path is given; the workspace defaults to a cap that fits 4 GB devices.
+Each build phase prints one progress line (a Jetson Nano build takes many minutes; none at -q); from 10.0 on,
+TensorRT's own phases and steps show as nested bars and Ctrl-C stops the build at its next step
+(export.build_progress). The timing cache is loaded and saved when a path is given; the workspace defaults to
+a cap that fits 4 GB devices.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import time
 
+from defectrt import progress as progress_levels
 from defectrt import trt_compat
 from defectrt.errors import BackendUnavailable, UserInputError
+from defectrt.export import build_progress
 from defectrt.export.islands import ISLAND_MARK
 
 # The device side owns TensorRT discovery, plugin loading and the GPU identity; the builder reuses them so an
@@ -89,9 +94,9 @@ class Progress(object):
     PHASES = ("load plugins", "parse", "configure", "build (minutes on a Jetson; the timing cache shortens rebuilds)",
               "write")
 
-    def __init__(self, out=None, enabled=True):
+    def __init__(self, out=None, enabled=None):
         self.out = out if out is not None else sys.stderr
-        self.enabled = enabled
+        self.enabled = progress_levels.verbosity() > progress_levels.QUIET if enabled is None else enabled  # -q
         self.t0 = time.time()
         self.lines = []
 
@@ -350,16 +355,27 @@ def _build_with_polygraphy(trt, flav, logger, onnx_path, o, say):
             _pin_island_fp32(trt, flav, net)
         return builder, net, parser
 
+    # issue 19: TensorRT 10+ reports its build phases and steps (nested bars) and stops on Ctrl-C
+    watch = build_progress.Watch(trt) if flav.progress_monitor else None
+
     def config_for(builder, net):
         say("configure", _describe(flav, o))
         config = create_config(builder, net)
         if o["dla_core"] is not None:
             _configure_dla(trt, builder, config, o["dla_core"])
+        if flav.progress_monitor:
+            config.progress_monitor = watch.monitor
         say("build (minutes on a Jetson; the timing cache shortens rebuilds)")
         return config
 
     try:
-        return EngineBytesFromNetwork(network, config=config_for, save_timing_cache=o["timing_cache"])()
+        with watch if watch is not None else contextlib.nullcontext():
+            data = EngineBytesFromNetwork(network, config=config_for, save_timing_cache=o["timing_cache"])()
     except PolygraphyException as exc:
+        if watch is not None:
+            watch.check()  # a cancelled build has no engine: say so, not "could not build"
         raise UserInputError("TensorRT {} could not build an engine from {}: {} (the TensorRT log above has the "
                              "details)".format(trt.__version__, onnx_path, exc))
+    if watch is not None:
+        watch.check()
+    return data

@@ -46,7 +46,7 @@ class DetectRun(object):
 
     def __enter__(self):
         if self.folder is None:
-            self.folder = next_run_dir(self.project, "exp")
+            self.folder = next_run_dir(self.project, "exp", option="--save-dir")
             self._made = True
             claim_outputs(self.folder, self._names(), False, (), tool=self.tool)
         self._stack = contextlib.ExitStack()
