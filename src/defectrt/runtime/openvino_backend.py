@@ -11,6 +11,13 @@ Settings, and why:
 - threads -> INFERENCE_NUM_THREADS; streams -> NUM_STREAMS (None: 1 stream, the latency layout; the
   throughput mode asks for as many streams as requests in flight).
 - cache_dir -> CACHE_DIR: the compiled model is stored there and the next load skips compilation.
+- INT8 Q/DQ models (qdq="weighted", the default): activation Q/DQ pairs that feed no Conv / MatMul / Gemm
+  are dropped at load (`weighted_qdq_only`), so those tensors stay float. Our `cpu` INT8 bundle is placed for
+  ONNX Runtime, whose QLinear* kernels want a Q/DQ pair around every op (Sigmoid, Mul, Concat, ...);
+  OpenVINO instead fuses a convolution with its activation and the next layer's quantization, which such
+  a pair in between prevents: it then runs each SiLU as a separate quantized subgraph (a third of the INT8
+  model's time on the demo model). The convolutions and their calibrated input scales are kept as they are;
+  mAP50-95 of the result is measured in BENCHMARKS.md. qdq="all" runs the file exactly as written.
 - Outputs are copied out of the request's tensor: OpenVINO reuses that memory on the next call.
 """
 from __future__ import annotations
@@ -30,6 +37,8 @@ from defectrt.runtime.backend import Backend
 log = logging.getLogger("defectrt")
 
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+QDQ_MODES = ("weighted", "all")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # where OpenVINO runs INT8 arithmetic
 INSTALL_HINT = "pip install 'defectrt[openvino]' (or pip install openvino)"
 
 
@@ -77,12 +86,64 @@ def _onnx_metadata(path):
     return onnx_metadata(model)
 
 
+def weighted_qdq_only(model):
+    """Drop, in place, every activation QuantizeLinear -> DequantizeLinear pair none of whose consumers is a
+    Conv / ConvTranspose / MatMul / Gemm: those consumers then read the float tensor. Returns how many
+    DequantizeLinear nodes were bypassed. Weight DequantizeLinear nodes (constant input) are left alone."""
+    graph = model.graph
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    quantizers = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+    rename, dropped = {}, set()
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in quantizers or node.output[0] in graph_outputs:
+            continue
+        if any(c.op_type in WEIGHTED_OPS for c in consumers.get(node.output[0], [])):
+            continue
+        rename[node.output[0]] = quantizers[node.input[0]].input[0]
+        dropped.add(id(node))
+    if not dropped:
+        return 0
+    keep = [n for n in graph.node if id(n) not in dropped]
+    still_read = {name for n in keep for name in n.input}
+    keep = [n for n in keep if not (n.op_type == "QuantizeLinear" and n.output[0] in quantizers
+                                    and n.output[0] not in still_read and n.output[0] not in graph_outputs)]
+    for node in keep:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return len(dropped)
+
+
+def _model_for_openvino(core, path, qdq):
+    """The path itself, or (qdq "weighted" and an INT8 Q/DQ file) the model with its non-weighted Q/DQ pairs
+    dropped (see weighted_qdq_only), read by OpenVINO from memory."""
+    if qdq == "all":
+        return path, 0
+    import onnx
+
+    try:
+        model = onnx.load(path)
+    except Exception:  # not readable as ONNX here: OpenVINO's own error will name the problem
+        return path, 0
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        return path, 0
+    dropped = weighted_qdq_only(model)
+    if not dropped:
+        return path, 0
+    return core.read_model(model.SerializeToString(), b""), dropped
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
     device = "cpu"  # host arrays in and out, synchronous calls: bench times it like ONNX Runtime's CPU provider
 
     def __init__(self, path, threads=None, imgsz=None, precision="f32", streams=None, cache_dir=None,
-                 device="CPU", performance_hint=None):
+                 device="CPU", performance_hint=None, qdq="weighted"):
         ov = import_openvino()
         if ov is None:
             raise BackendUnavailable("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
@@ -95,6 +156,9 @@ class OpenVinoBackend(Backend):
             raise UserInputError("threads={}: must be at least 1 (or None for OpenVINO's default)".format(threads))
         if streams is not None and int(streams) < 1:
             raise UserInputError("streams={}: must be at least 1".format(streams))
+        if qdq not in QDQ_MODES:
+            raise UserInputError("qdq={!r}: choose 'weighted' (default: INT8 where the arithmetic is) or 'all' "
+                                 "(run every Q/DQ pair of the file)".format(qdq))
         self.precision = PRECISIONS[str(precision).lower()]
         self.threads = None if threads is None else int(threads)
         self.streams = None if streams is None else int(streams)
@@ -112,7 +176,8 @@ class OpenVinoBackend(Backend):
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            self.compiled = self.core.compile_model(self.path, device, config)
+            self.model, self.qdq_dropped = _model_for_openvino(self.core, self.path, qdq)
+            self.compiled = self.core.compile_model(self.model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a long multi-line text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserInputError("{}: OpenVINO cannot load it ({}); is it an ONNX model from `defectrt export`? "
@@ -162,6 +227,7 @@ class OpenVinoBackend(Backend):
     def close(self):
         self._request = None
         self.compiled = None
+        self.model = None
 
 
 class _AsyncRunner(object):
@@ -179,7 +245,7 @@ class _AsyncRunner(object):
                   "NUM_STREAMS": str(backend.streams or inflight)}
         if backend.threads is not None:
             config["INFERENCE_NUM_THREADS"] = backend.threads
-        self.compiled = backend.core.compile_model(backend.path, backend.ov_device, config)
+        self.compiled = backend.core.compile_model(backend.model, backend.ov_device, config)
         self.queue = ov.AsyncInferQueue(self.compiled, int(inflight))
         # The callback must not refer to self: a reference cycle through the queue could be collected in
         # one of OpenVINO's callback threads, whose destructor then joins itself (std::terminate). For the
