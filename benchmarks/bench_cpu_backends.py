@@ -9,7 +9,10 @@ bf16). Every latency is end to end (Detector.__call__ on a BGR image of the val 
 intra-op thread, rounds interleaved over all cells (the Ultralytics cell is its script, run once per round in
 its own environment, benchmarks/ultralytics_predictor.py); a cell's figure is the median of its round medians.
 Throughput: images/s of Detector.stream at two threads, one stream (inflight None) vs inflight=2 (one thread
-per request). Accuracy: mAP50-95 of each form on the val split, measured here.
+per request), with each form's "two cores' ceiling" (twice its one-thread rate). OpenVINO runs the INT8 `cpu`
+bundle three ways: qdq "weighted" (its default: INT8 convolutions, f32 in between), the same with bf16 in
+between, and qdq "all" (every Q/DQ pair of the file, as ONNX Runtime runs it). Accuracy: mAP50-95 of each form
+on the val split, measured here.
 Writes benchmarks/results/cpu_backends/{results.json, results.md}.
 """
 from __future__ import annotations
@@ -114,12 +117,16 @@ def main():
         "ort_fp32_lowered": Detector(bundles["fp32"], backend="onnxruntime", threads=1),
         "ort_int8cpu": Detector(bundles["int8cpu"], backend="onnxruntime", threads=1),
     }
+    ov_options = {  # cell -> (bundle, OpenVINO options)
+        "ov_fp32": ("fp32", {}),
+        "ov_bf16": ("bf16", {}),
+        "ov_int8cpu": ("int8cpu", {}),  # qdq "weighted": INT8 convolutions, float (f32) in between
+        "ov_int8cpu_bf16": ("int8cpu", {"precision": "bf16"}),  # ... and bf16 in between
+        "ov_int8cpu_allqdq": ("int8cpu", {"qdq": "all"}),  # the file's every Q/DQ pair, as before
+    }
     if ov_available:
-        cells.update({
-            "ov_fp32": Detector(bundles["fp32"], backend="openvino", threads=1),
-            "ov_bf16": Detector(bundles["bf16"], backend="openvino", threads=1),
-            "ov_int8cpu": Detector(bundles["int8cpu"], backend="openvino", threads=1),
-        })
+        for key, (form, opts) in ov_options.items():
+            cells[key] = Detector(bundles[form], backend="openvino", threads=1, openvino=opts)
     streams = {}
     for be in (["onnxruntime"] + (["openvino"] if ov_available else [])):
         for form in ("fp32", "int8cpu") + (("bf16",) if be == "openvino" else ()):
@@ -129,6 +136,7 @@ def main():
         rounds["ultralytics_fp32_native"] = []
     tput = {"{}/{}/{}".format(be, form, inf or 1): [] for (be, form) in streams for inf in (None, 2)}
     u_meta = None
+    load_start = os.getloadavg()
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for key, det in cells.items():
@@ -153,7 +161,8 @@ def main():
         ds = load_dataset(args.data, split="val")
         for key, det in cells.items():
             d2 = Detector(det.backend.path, backend=det.backend_name, conf=0.001, iou=0.6, threads=2,
-                          openvino={"precision": det.backend.precision} if det.backend_name == "openvino" else None)
+                          openvino=dict(ov_options[key][1], precision=det.backend.precision)
+                          if det.backend_name == "openvino" else None)
             m = evaluate(d2, ds)
             accuracy[key] = {k: m[k] for k in ("map50", "map50_95")}
             log("{}: mAP50-95 {:.4f}".format(key, m["map50_95"]))
@@ -162,7 +171,8 @@ def main():
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": rounds, "median_ms": med,
               "ratio_vs_ort_fp32_native": {k: v / base for k, v in med.items()}, "throughput_images_per_s": tput,
               "throughput_median": tmed, "accuracy": accuracy, "ultralytics": u_meta,
-              "settings": vars(args), "load_average": os.getloadavg()}
+              "settings": vars(args), "load_average_start": load_start,
+              "load_average": os.getloadavg()}
     from defectrt.bench import environment
 
     report["environment"] = environment.collect()
@@ -196,16 +206,34 @@ def markdown(report):
             "{:.2f}x".format(1 / _per_round(report, k, "ultralytics_fp32_native")) if ultra else "",
             "" if a is None else "{:.4f}".format(a), loss))
     t = report["throughput_images_per_s"]
-    lines += ["", "| throughput (2 threads) | images/s, median | round values | inflight 2 / one stream (per round) |",
-              "|---|---|---|---|"]
+    lines += ["", "| throughput (2 threads) | images/s, median | round values | inflight 2 / one stream (per round) "
+              "| vs two cores' ceiling (per round) |", "|---|---|---|---|---|"]
     for k, v in report["throughput_median"].items():
         one = k.rsplit("/", 1)[0] + "/1"
         ratio = statistics.median([x / y for x, y in zip(t[k], t[one])])
-        lines.append("| {} | {:.1f} | {} | {:.2f}x |".format(k, v, " ".join("{:.1f}".format(x) for x in t[k]), ratio))
+        lines.append("| {} | {:.1f} | {} | {:.2f}x | {} |".format(
+            k, v, " ".join("{:.1f}".format(x) for x in t[k]), ratio, _ceiling_share(report, k)))
     lines.append("")
-    lines.append("Load average at the end of the run (shared machine): {}".format(
+    lines.append("Two cores' ceiling: 2 x (1000 / the same form's one-thread end-to-end ms) of the same round, i.e. both "
+                 "cores busy with no loss; a one-stream layout close to it leaves the throughput mode little to gain.")
+    lines.append("")
+    lines.append("Load average (shared machine) at the start: {}; at the end: {}".format(
+        " ".join("{:.1f}".format(x) for x in report.get("load_average_start") or ()),
         " ".join("{:.1f}".format(x) for x in report["load_average"])))
     return "\n".join(lines) + "\n"
+
+
+_ONE_THREAD_CELL = {"onnxruntime/fp32": "ort_fp32_lowered", "onnxruntime/int8cpu": "ort_int8cpu",
+                    "openvino/fp32": "ov_fp32", "openvino/int8cpu": "ov_int8cpu", "openvino/bf16": "ov_bf16"}
+
+
+def _ceiling_share(report, key):
+    """images/s of a throughput cell / (2 x images/s of the same form at one thread), median over rounds."""
+    cell = _ONE_THREAD_CELL.get(key.rsplit("/", 1)[0])
+    if cell not in report["rounds"]:
+        return ""
+    shares = [x / (2 * 1000.0 / ms) for x, ms in zip(report["throughput_images_per_s"][key], report["rounds"][cell])]
+    return "{:.2f}".format(statistics.median(shares))
 
 
 def render(path):

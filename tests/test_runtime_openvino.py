@@ -140,7 +140,7 @@ def test_auto_keeps_onnxruntime_and_says_when_openvino_is_worth_trying(demo_bund
     assert "openvino" not in Detector(demo_bundle).backend_reason.lower()
 
 
-def _qdq_silu_model(with_pair_before_silu=True):
+def _qdq_silu_model(with_pair_before_silu=True, hw=(8, 8)):
     """conv -> [Q/DQ] -> SiLU (Sigmoid, Mul) -> Q/DQ -> {conv, Concat}: the placement of our `cpu` INT8 bundle."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -161,8 +161,8 @@ def _qdq_silu_model(with_pair_before_silu=True):
               helper.make_node("DequantizeLinear", ["act_q", "s", "z"], ["act_dq"]),
               helper.make_node("Conv", ["act_dq", "w2"], ["c2"]),
               helper.make_node("Concat", ["c2", "act_dq"], ["y"], axis=1)]
-    graph = helper.make_graph(nodes, "qdq_silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    graph = helper.make_graph(nodes, "qdq_silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3] + list(hw))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8] + list(hw))], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -199,3 +199,18 @@ def test_openvino_runs_int8_files_with_weighted_qdq_by_default(tmp_path):
     np.testing.assert_allclose(exact.infer(x), _run_ort(_qdq_silu_model(), x), atol=0.06)
     with pytest.raises(UserInputError, match="qdq"):
         ovb.OpenVinoBackend(path, imgsz=(8, 8), qdq="none")
+
+
+@needs_openvino
+def test_dynamic_height_and_width_are_fixed_to_imgsz_before_compiling(tmp_path):
+    import onnx
+
+    path = str(tmp_path / "dynamic.onnx")
+    onnx.save(_qdq_silu_model(with_pair_before_silu=False, hw=("h", "w")), path)
+    be = ovb.OpenVinoBackend(path, imgsz=(16, 24))
+    assert be.compiled.inputs[0].get_partial_shape().is_static and be.imgsz == (16, 24)
+    assert list(be.compiled.inputs[0].get_partial_shape().to_shape()) == [1, 3, 16, 24]
+    x = np.random.default_rng(4).normal(0, 1, (1, 3, 16, 24)).astype(np.float32)
+    np.testing.assert_allclose(be.infer(x), _run_ort(_qdq_silu_model(False, hw=("h", "w")), x), atol=1e-4)
+    with pytest.raises(UserInputError, match="dynamic input size"):
+        ovb.OpenVinoBackend(path)  # no imgsz anywhere: nothing to fix the shape to

@@ -11,6 +11,8 @@ Settings, and why:
 - threads -> INFERENCE_NUM_THREADS; streams -> NUM_STREAMS (None: 1 stream, the latency layout; the
   throughput mode asks for as many streams as requests in flight).
 - cache_dir -> CACHE_DIR: the compiled model is stored there and the next load skips compilation.
+- a dynamic input height / width is fixed to imgsz (the argument, else the `imgsz` metadata) before
+  compiling: static shapes get OpenVINO's faster kernels; our bundles are static already.
 - INT8 Q/DQ models (qdq="weighted", the default): activation Q/DQ pairs that feed no Conv / MatMul / Gemm
   are dropped at load (`weighted_qdq_only`), so those tensors stay float. Our `cpu` INT8 bundle is placed for
   ONNX Runtime, whose QLinear* kernels want a Q/DQ pair around every op (Sigmoid, Mul, Concat, ...);
@@ -30,8 +32,8 @@ import os
 import numpy as np
 
 from defectrt.errors import BackendUnavailable, NotFound, UserInputError
-from defectrt.modelref import onnx_metadata
-from defectrt.runtime import modelinfo
+from defectrt.modelref import onnx_metadata, parse_imgsz
+from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
@@ -76,14 +78,33 @@ def cpu_bf16_support():
         return False
 
 
-def _onnx_metadata(path):
+def _onnx_header(path):
+    """(metadata, input dims) of an ONNX file; dims are ints, or None where dynamic. ({}, None) when unreadable."""
     import onnx
 
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception:  # OpenVINO's own error for a bad file is clearer; metadata is optional
-        return {}
-    return onnx_metadata(model)
+        return {}, None
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    dims = None
+    if len(inputs) == 1 and inputs[0].type.HasField("tensor_type"):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    return onnx_metadata(model), dims
+
+
+def _static_hw(core, model, dims, imgsz):
+    """A model whose input height / width are dynamic gets them fixed to imgsz before compiling (OpenVINO's
+    static-shape kernels are faster and it skips shape inference per call); the batch dimension is kept."""
+    if imgsz is None or dims is None or len(dims) != 4 or (dims[2] is not None and dims[3] is not None):
+        return model
+    import openvino as ov
+
+    imgsz = limits.check_imgsz(imgsz, "imgsz")
+    if isinstance(model, str):
+        model = core.read_model(model)
+    model.reshape({model.inputs[0]: ov.PartialShape([dims[0] or -1, dims[1] or 3, imgsz[0], imgsz[1]])})
+    return model
 
 
 def weighted_qdq_only(model):
@@ -170,6 +191,7 @@ class OpenVinoBackend(Backend):
             self.core.set_property({"CACHE_DIR": os.fspath(cache_dir)})
         if self.precision == "bf16" and "BF16" not in self._capabilities():
             log.warning("defectrt: this CPU has no bf16 support (AMX / AVX-512 BF16); OpenVINO runs f32 instead")
+        meta, dims = _onnx_header(self.path)
         config = {"INFERENCE_PRECISION_HINT": self.precision,
                   "PERFORMANCE_HINT": performance_hint or ("THROUGHPUT" if (self.streams or 1) > 1 else "LATENCY"),
                   "NUM_STREAMS": str(self.streams or 1)}
@@ -177,6 +199,8 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
             self.model, self.qdq_dropped = _model_for_openvino(self.core, self.path, qdq)
+            self.model = _static_hw(self.core, self.model, dims, parse_imgsz(imgsz, strict=False)
+                                    or parse_imgsz(meta.get("imgsz"), strict=False))
             self.compiled = self.core.compile_model(self.model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a long multi-line text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -188,7 +212,6 @@ class OpenVinoBackend(Backend):
                 self.path, len(inputs)))
         self.input_shape = [d.get_length() if d.is_static else None for d in inputs[0].get_partial_shape()]
         self.output_names = [next(iter(o.get_names()), "output{}".format(i)) for i, o in enumerate(self.compiled.outputs)]
-        meta = _onnx_metadata(self.path)
         self.metadata = meta
         self.imgsz = modelinfo.resolve_imgsz(self.path, self.input_shape, meta.get("imgsz"), imgsz)
         self.batch = modelinfo.resolve_batch(self.input_shape)
