@@ -336,15 +336,18 @@ class Detector(object):
                                      "have); use inflight=None".format(inflight, self.backend_name))
             self._runners[inflight] = runner
 
-        def submit(frame):
-            blob, infos = _preprocess([frame], self.imgsz, pad_value=self.pad_value)  # a fresh blob per request: each is in flight
+        def prepare(frame):  # a fresh blob per request: each is in flight
+            return _preprocess([frame], self.imgsz, pad_value=self.pad_value)
+
+        def submit(ready):
+            blob, infos = ready
             return runner.submit(self._padded(blob)), infos
 
         def finish(pending):
             future, infos = pending
             return self.postprocess(future.result(), infos)[0]
 
-        return ordered_inflight(frames, submit, finish, inflight)
+        return ordered_inflight(frames, submit, finish, inflight, prepare=prepare)
 
     def _close_runners(self):
         for runner in self._runners.values():
