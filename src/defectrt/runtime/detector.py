@@ -96,8 +96,8 @@ class Detector(object):
     classes: keep only these class ids. threads: ONNX Runtime intra-op threads (None: its default).
     imgsz: (h, w) for models with a dynamic input size. plugins: TensorRT plugin libraries.
     device: ONNX Runtime device ("cpu" default, "cuda"). cuda_graph: replay TensorRT runs as CUDA graphs.
-    openvino: OpenVINO options {"precision": "f32" | "bf16", "streams": N, "cache_dir": path} (precision None:
-    the bundle's, else f32).
+    openvino: OpenVINO options {"precision": "f32" | "bf16", "streams": N, "cache_dir": path, "qdq": "weighted" |
+    "all"} (precision None: the bundle's, else f32; qdq: see runtime/openvino_backend.py).
     """
 
     def __init__(self, model, backend="auto", conf=None, iou=None, max_det=None, classes=None, threads=None,
