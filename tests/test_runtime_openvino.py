@@ -138,3 +138,79 @@ def test_auto_keeps_onnxruntime_and_says_when_openvino_is_worth_trying(demo_bund
     assert det.backend_name == "onnxruntime" and "backend='openvino'" in det.backend_reason
     monkeypatch.setattr(ovb, "cpu_is_intel", lambda: False)
     assert "openvino" not in Detector(demo_bundle).backend_reason.lower()
+
+
+def _qdq_silu_model(with_pair_before_silu=True, hw=(8, 8)):
+    """conv -> [Q/DQ] -> SiLU (Sigmoid, Mul) -> Q/DQ -> {conv, Concat}: the placement of our `cpu` INT8 bundle."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w1 = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (4, 4, 1, 1)).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1])]
+    silu_in = "c1"
+    if with_pair_before_silu:
+        nodes += [helper.make_node("QuantizeLinear", ["c1", "s", "z"], ["c1_q"]),
+                  helper.make_node("DequantizeLinear", ["c1_q", "s", "z"], ["c1_dq"])]
+        silu_in = "c1_dq"
+    nodes += [helper.make_node("Sigmoid", [silu_in], ["sig"]), helper.make_node("Mul", [silu_in, "sig"], ["act"]),
+              helper.make_node("QuantizeLinear", ["act", "s", "z"], ["act_q"]),
+              helper.make_node("DequantizeLinear", ["act_q", "s", "z"], ["act_dq"]),
+              helper.make_node("Conv", ["act_dq", "w2"], ["c2"]),
+              helper.make_node("Concat", ["c2", "act_dq"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "qdq_silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3] + list(hw))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8] + list(hw))], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _run_ort(model, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_weighted_qdq_only_drops_the_pairs_that_feed_no_convolution():
+    model = _qdq_silu_model()
+    assert ovb.weighted_qdq_only(model) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == 1  # the conv input's pair stays
+    sig = next(n for n in model.graph.node if n.op_type == "Sigmoid")
+    assert list(sig.input) == ["c1"]  # SiLU reads the float convolution output
+    x = np.random.default_rng(2).normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(_run_ort(model, x), _run_ort(_qdq_silu_model(with_pair_before_silu=False), x))
+    assert ovb.weighted_qdq_only(model) == 0  # nothing left to drop
+
+
+@needs_openvino
+def test_openvino_runs_int8_files_with_weighted_qdq_by_default(tmp_path):
+    import onnx
+
+    path = str(tmp_path / "qdq.onnx")
+    onnx.save(_qdq_silu_model(), path)
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    weighted = ovb.OpenVinoBackend(path, imgsz=(8, 8))
+    exact = ovb.OpenVinoBackend(path, imgsz=(8, 8), qdq="all")
+    assert (weighted.qdq_dropped, exact.qdq_dropped) == (1, 0)
+    want = _qdq_silu_model(with_pair_before_silu=False)
+    np.testing.assert_allclose(weighted.infer(x), _run_ort(want, x), atol=0.06)  # one quantization step
+    np.testing.assert_allclose(exact.infer(x), _run_ort(_qdq_silu_model(), x), atol=0.06)
+    with pytest.raises(UserInputError, match="qdq"):
+        ovb.OpenVinoBackend(path, imgsz=(8, 8), qdq="none")
+
+
+@needs_openvino
+def test_dynamic_height_and_width_are_fixed_to_imgsz_before_compiling(tmp_path):
+    import onnx
+
+    path = str(tmp_path / "dynamic.onnx")
+    onnx.save(_qdq_silu_model(with_pair_before_silu=False, hw=("h", "w")), path)
+    be = ovb.OpenVinoBackend(path, imgsz=(16, 24))
+    assert be.compiled.inputs[0].get_partial_shape().is_static and be.imgsz == (16, 24)
+    assert list(be.compiled.inputs[0].get_partial_shape().to_shape()) == [1, 3, 16, 24]
+    x = np.random.default_rng(4).normal(0, 1, (1, 3, 16, 24)).astype(np.float32)
+    np.testing.assert_allclose(be.infer(x), _run_ort(_qdq_silu_model(False, hw=("h", "w")), x), atol=1e-4)
+    with pytest.raises(UserInputError, match="dynamic input size"):
+        ovb.OpenVinoBackend(path)  # no imgsz anywhere: nothing to fix the shape to

@@ -129,3 +129,27 @@ def test_onnxruntime_throughput_mode_matches_single_calls(demo_bundle, screw_ima
     for a, b in zip(got, want):
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
     det.close()
+
+
+def test_next_request_starts_before_the_oldest_is_post_processed():
+    """No request slot idles while the caller pre- or post-processes: prepare(next) runs before the wait for
+    the oldest, submit(next) right after it is done and before finish(oldest)."""
+    events = []
+
+    def prepare(item):
+        events.append("prep{}".format(item))
+        return item
+
+    def submit(item):
+        events.append("sub{}".format(item))
+        f = concurrent.futures.Future()
+        f.set_result(item)
+        return f
+
+    def finish(f):
+        events.append("fin{}".format(f.result()))
+        return f.result()
+
+    assert list(ordered_inflight(range(4), submit, finish, 2, prepare=prepare)) == [0, 1, 2, 3]
+    assert events == ["prep0", "sub0", "prep1", "sub1", "prep2", "sub2", "fin0", "prep3", "sub3", "fin1",
+                      "fin2", "fin3"]

@@ -96,8 +96,8 @@ class Detector(object):
     classes: keep only these class ids. threads: ONNX Runtime intra-op threads (None: its default).
     imgsz: (h, w) for models with a dynamic input size. plugins: TensorRT plugin libraries.
     device: ONNX Runtime device ("cpu" default, "cuda"). cuda_graph: replay TensorRT runs as CUDA graphs.
-    openvino: OpenVINO options {"precision": "f32" | "bf16", "streams": N, "cache_dir": path} (precision None:
-    the bundle's, else f32).
+    openvino: OpenVINO options {"precision": "f32" | "bf16", "streams": N, "cache_dir": path, "qdq": "weighted" |
+    "all"} (precision None: the bundle's, else f32; qdq: see runtime/openvino_backend.py).
     """
 
     def __init__(self, model, backend="auto", conf=None, iou=None, max_det=None, classes=None, threads=None,
@@ -336,15 +336,18 @@ class Detector(object):
                                      "have); use inflight=None".format(inflight, self.backend_name))
             self._runners[inflight] = runner
 
-        def submit(frame):
-            blob, infos = _preprocess([frame], self.imgsz, pad_value=self.pad_value)  # a fresh blob per request: each is in flight
+        def prepare(frame):  # a fresh blob per request: each is in flight
+            return _preprocess([frame], self.imgsz, pad_value=self.pad_value)
+
+        def submit(ready):
+            blob, infos = ready
             return runner.submit(self._padded(blob)), infos
 
         def finish(pending):
             future, infos = pending
             return self.postprocess(future.result(), infos)[0]
 
-        return ordered_inflight(frames, submit, finish, inflight)
+        return ordered_inflight(frames, submit, finish, inflight, prepare=prepare)
 
     def _close_runners(self):
         for runner in self._runners.values():

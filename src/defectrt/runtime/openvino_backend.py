@@ -11,6 +11,15 @@ Settings, and why:
 - threads -> INFERENCE_NUM_THREADS; streams -> NUM_STREAMS (None: 1 stream, the latency layout; the
   throughput mode asks for as many streams as requests in flight).
 - cache_dir -> CACHE_DIR: the compiled model is stored there and the next load skips compilation.
+- a dynamic input height / width is fixed to imgsz (the argument, else the `imgsz` metadata) before
+  compiling: static shapes get OpenVINO's faster kernels; our bundles are static already.
+- INT8 Q/DQ models (qdq="weighted", the default): activation Q/DQ pairs that feed no Conv / MatMul / Gemm
+  are dropped at load (`weighted_qdq_only`), so those tensors stay float. Our `cpu` INT8 bundle is placed for
+  ONNX Runtime, whose QLinear* kernels want a Q/DQ pair around every op (Sigmoid, Mul, Concat, ...);
+  OpenVINO instead fuses a convolution with its activation and the next layer's quantization, which such
+  a pair in between prevents: it then runs each SiLU as a separate quantized subgraph (a third of the INT8
+  model's time on the demo model). The convolutions and their calibrated input scales are kept as they are;
+  mAP50-95 of the result is measured in BENCHMARKS.md. qdq="all" runs the file exactly as written.
 - Outputs are copied out of the request's tensor: OpenVINO reuses that memory on the next call.
 """
 from __future__ import annotations
@@ -23,13 +32,15 @@ import os
 import numpy as np
 
 from defectrt.errors import BackendUnavailable, NotFound, UserInputError
-from defectrt.modelref import onnx_metadata
-from defectrt.runtime import modelinfo
+from defectrt.modelref import onnx_metadata, parse_imgsz
+from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend
 
 log = logging.getLogger("defectrt")
 
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+QDQ_MODES = ("weighted", "all")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # where OpenVINO runs INT8 arithmetic
 INSTALL_HINT = "pip install 'defectrt[openvino]' (or pip install openvino)"
 
 
@@ -67,14 +78,85 @@ def cpu_bf16_support():
         return False
 
 
-def _onnx_metadata(path):
+def _onnx_header(path):
+    """(metadata, input dims) of an ONNX file; dims are ints, or None where dynamic. ({}, None) when unreadable."""
     import onnx
 
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception:  # OpenVINO's own error for a bad file is clearer; metadata is optional
-        return {}
-    return onnx_metadata(model)
+        return {}, None
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    dims = None
+    if len(inputs) == 1 and inputs[0].type.HasField("tensor_type"):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    return onnx_metadata(model), dims
+
+
+def _static_hw(core, model, dims, imgsz):
+    """A model whose input height / width are dynamic gets them fixed to imgsz before compiling (OpenVINO's
+    static-shape kernels are faster and it skips shape inference per call); the batch dimension is kept."""
+    if imgsz is None or dims is None or len(dims) != 4 or (dims[2] is not None and dims[3] is not None):
+        return model
+    import openvino as ov
+
+    imgsz = limits.check_imgsz(imgsz, "imgsz")
+    if isinstance(model, str):
+        model = core.read_model(model)
+    model.reshape({model.inputs[0]: ov.PartialShape([dims[0] or -1, dims[1] or 3, imgsz[0], imgsz[1]])})
+    return model
+
+
+def weighted_qdq_only(model):
+    """Drop, in place, every activation QuantizeLinear -> DequantizeLinear pair none of whose consumers is a
+    Conv / ConvTranspose / MatMul / Gemm: those consumers then read the float tensor. Returns how many
+    DequantizeLinear nodes were bypassed. Weight DequantizeLinear nodes (constant input) are left alone."""
+    graph = model.graph
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    quantizers = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+    rename, dropped = {}, set()
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in quantizers or node.output[0] in graph_outputs:
+            continue
+        if any(c.op_type in WEIGHTED_OPS for c in consumers.get(node.output[0], [])):
+            continue
+        rename[node.output[0]] = quantizers[node.input[0]].input[0]
+        dropped.add(id(node))
+    if not dropped:
+        return 0
+    keep = [n for n in graph.node if id(n) not in dropped]
+    still_read = {name for n in keep for name in n.input}
+    keep = [n for n in keep if not (n.op_type == "QuantizeLinear" and n.output[0] in quantizers
+                                    and n.output[0] not in still_read and n.output[0] not in graph_outputs)]
+    for node in keep:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return len(dropped)
+
+
+def _model_for_openvino(core, path, qdq):
+    """The path itself, or (qdq "weighted" and an INT8 Q/DQ file) the model with its non-weighted Q/DQ pairs
+    dropped (see weighted_qdq_only), read by OpenVINO from memory."""
+    if qdq == "all":
+        return path, 0
+    import onnx
+
+    try:
+        model = onnx.load(path)
+    except Exception:  # not readable as ONNX here: OpenVINO's own error will name the problem
+        return path, 0
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        return path, 0
+    dropped = weighted_qdq_only(model)
+    if not dropped:
+        return path, 0
+    return core.read_model(model.SerializeToString(), b""), dropped
 
 
 class OpenVinoBackend(Backend):
@@ -82,7 +164,7 @@ class OpenVinoBackend(Backend):
     device = "cpu"  # host arrays in and out, synchronous calls: bench times it like ONNX Runtime's CPU provider
 
     def __init__(self, path, threads=None, imgsz=None, precision="f32", streams=None, cache_dir=None,
-                 device="CPU", performance_hint=None):
+                 device="CPU", performance_hint=None, qdq="weighted"):
         ov = import_openvino()
         if ov is None:
             raise BackendUnavailable("backend 'openvino': OpenVINO is not installed; {}".format(INSTALL_HINT))
@@ -95,6 +177,9 @@ class OpenVinoBackend(Backend):
             raise UserInputError("threads={}: must be at least 1 (or None for OpenVINO's default)".format(threads))
         if streams is not None and int(streams) < 1:
             raise UserInputError("streams={}: must be at least 1".format(streams))
+        if qdq not in QDQ_MODES:
+            raise UserInputError("qdq={!r}: choose 'weighted' (default: INT8 where the arithmetic is) or 'all' "
+                                 "(run every Q/DQ pair of the file)".format(qdq))
         self.precision = PRECISIONS[str(precision).lower()]
         self.threads = None if threads is None else int(threads)
         self.streams = None if streams is None else int(streams)
@@ -106,13 +191,17 @@ class OpenVinoBackend(Backend):
             self.core.set_property({"CACHE_DIR": os.fspath(cache_dir)})
         if self.precision == "bf16" and "BF16" not in self._capabilities():
             log.warning("defectrt: this CPU has no bf16 support (AMX / AVX-512 BF16); OpenVINO runs f32 instead")
+        meta, dims = _onnx_header(self.path)
         config = {"INFERENCE_PRECISION_HINT": self.precision,
                   "PERFORMANCE_HINT": performance_hint or ("THROUGHPUT" if (self.streams or 1) > 1 else "LATENCY"),
                   "NUM_STREAMS": str(self.streams or 1)}
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            self.compiled = self.core.compile_model(self.path, device, config)
+            self.model, self.qdq_dropped = _model_for_openvino(self.core, self.path, qdq)
+            self.model = _static_hw(self.core, self.model, dims, parse_imgsz(imgsz, strict=False)
+                                    or parse_imgsz(meta.get("imgsz"), strict=False))
+            self.compiled = self.core.compile_model(self.model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a long multi-line text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserInputError("{}: OpenVINO cannot load it ({}); is it an ONNX model from `defectrt export`? "
@@ -123,7 +212,6 @@ class OpenVinoBackend(Backend):
                 self.path, len(inputs)))
         self.input_shape = [d.get_length() if d.is_static else None for d in inputs[0].get_partial_shape()]
         self.output_names = [next(iter(o.get_names()), "output{}".format(i)) for i, o in enumerate(self.compiled.outputs)]
-        meta = _onnx_metadata(self.path)
         self.metadata = meta
         self.imgsz = modelinfo.resolve_imgsz(self.path, self.input_shape, meta.get("imgsz"), imgsz)
         self.batch = modelinfo.resolve_batch(self.input_shape)
@@ -162,6 +250,7 @@ class OpenVinoBackend(Backend):
     def close(self):
         self._request = None
         self.compiled = None
+        self.model = None
 
 
 class _AsyncRunner(object):
@@ -179,7 +268,7 @@ class _AsyncRunner(object):
                   "NUM_STREAMS": str(backend.streams or inflight)}
         if backend.threads is not None:
             config["INFERENCE_NUM_THREADS"] = backend.threads
-        self.compiled = backend.core.compile_model(backend.path, backend.ov_device, config)
+        self.compiled = backend.core.compile_model(backend.model, backend.ov_device, config)
         self.queue = ov.AsyncInferQueue(self.compiled, int(inflight))
         # The callback must not refer to self: a reference cycle through the queue could be collected in
         # one of OpenVINO's callback threads, whose destructor then joins itself (std::terminate). For the

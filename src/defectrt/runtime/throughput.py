@@ -14,27 +14,37 @@ import os
 import queue
 
 
-def ordered_inflight(items, submit, finish, inflight, close=None):
-    """Yield finish(submit(item)) for each item in order, with at most `inflight` submitted and unfinished."""
+def ordered_inflight(items, submit, finish, inflight, close=None, prepare=None):
+    """Yield finish(submit(prepare(item))) for each item in order, with at most `inflight` requests running.
+
+    Once `inflight` are pending, the next item is prepared (pre-processed) *before* waiting for the oldest
+    request, and submitted as soon as that one is done, *before* it is finished (post-processed): so no
+    request slot stands idle while the caller's thread pre- or post-processes (with the plain order, finish
+    then prepare and submit, a slot waited ~1.5 ms per frame for it: 10% of an INT8 request on OpenVINO)."""
     if inflight < 1:
         raise ValueError("inflight must be at least 1")
     pending = collections.deque()
     try:
         for item in items:
+            ready = prepare(item) if prepare is not None else item
             if len(pending) >= inflight:
-                yield finish(pending.popleft())
-            pending.append(submit(item))
+                oldest = pending.popleft()
+                concurrent.futures.wait([_future(oldest)])  # done (or failed: finish raises it)
+                pending.append(submit(ready))
+                yield finish(oldest)
+            else:
+                pending.append(submit(ready))
         while pending:
             yield finish(pending.popleft())
     finally:
-        for p in pending:  # abandoned early (or failed): let running requests end before closing
-            future = p[0] if isinstance(p, tuple) else p
-            try:
-                future.result()
-            except BaseException:
-                pass
+        concurrent.futures.wait([_future(p) for p in pending])  # abandoned early (or failed): let them end
         if close is not None:
             close()
+
+
+def _future(pending):
+    """submit() returns a Future, or a tuple whose first item is one (Detector: (future, letterbox infos))."""
+    return pending[0] if isinstance(pending, tuple) else pending
 
 
 def split_threads(threads, inflight):
