@@ -71,6 +71,22 @@ def backend_probes(tree):
     return found
 
 
+def own_dynamic_imports(tree):
+    """importlib.import_module / __import__ of one of our own modules (a name starting "defectrt", built or
+    literal): our modules are imported plainly, so an import error shows where it happens."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name in ("import_module", "__import__") and any(
+                isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value.startswith("defectrt")
+                for c in ast.walk(node.args[0])):
+            found.append(node.lineno)
+    return found
+
+
 def offenders(check, allowed=(), exempt=()):
     out = {}
     for rel, tree in modules():
@@ -103,6 +119,10 @@ def test_no_module_probes_backends_by_attribute_or_class_name():
     assert offenders(backend_probes) == {}
 
 
+def test_our_modules_are_imported_plainly():
+    assert offenders(own_dynamic_imports) == {}
+
+
 def test_the_checks_see_what_they_forbid():
     tree = ast.parse('''
 def _imgsz(v):
@@ -111,8 +131,10 @@ def f(model, backend):
     m = {p.key: p.value for p in model.metadata_props}
     open("manifest.json"); ref.startswith("demo:"); getattr(backend, "time_stages", None)
     return "trt" in type(backend).__name__
+importlib.import_module("defectrt.cli." + name); __import__("defectrt.models"); importlib.import_module("numpy")
 ''')
     assert imgsz_parsers(tree) == [("_imgsz", 2)]
     assert metadata_readers(tree) == [5]
     assert constants(tree, "manifest.json") == [6] and constants(tree, "demo:") == [6]
     assert backend_probes(tree) == [6, 7]
+    assert own_dynamic_imports(tree) == [8, 8]

@@ -6,10 +6,16 @@ frozen objects of defectrt.options that the commands pass whole to the library.
 """
 from __future__ import annotations
 
-from defectrt.cli import imgsz_arg
 from defectrt.cli.backend_args import openvino_options
 
 GRID_SAMPLE_CHOICES = ("auto", "native", "lowered", "plugin")
+
+
+def imgsz_arg(values):
+    """--imgsz as given (`nargs="+"` ints: N or H W) -> (h, w), or None when it was not given."""
+    from defectrt.modelref import parse_imgsz
+
+    return parse_imgsz(values or None, "--imgsz")
 
 
 def add_imgsz(p, help="N or H W (default: the model's own)"):

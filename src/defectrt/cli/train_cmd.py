@@ -1,7 +1,7 @@
 """`defectrt train`: train a YOLO11 detector on a YOLO dataset (compact CPU-friendly trainer)."""
 from __future__ import annotations
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import imgsz_arg
 
 
 def register(sub):

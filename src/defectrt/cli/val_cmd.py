@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import imgsz_arg
 from defectrt.cli.backend_args import add_backend_args, openvino_options
 from defectrt.cli.options import add_imgsz, add_thresholds
 
