@@ -173,12 +173,12 @@ def model_identity(ref):
     onnx_path = None
     if os.path.isdir(path):
         try:
-            from defectrt.runtime.bundle import read_manifest
+            from defectrt.runtime.bundle import Manifest
 
-            manifest = read_manifest(path, verify=False)
+            manifest = Manifest.read(path, verify=False)
             for key in ("precision", "variant"):
-                if isinstance(manifest.get(key), str):
-                    ident[key] = manifest[key]
+                if isinstance(getattr(manifest, key), str):
+                    ident[key] = getattr(manifest, key)
         except (OSError, ValueError):
             pass
         cand = os.path.join(path, "model.onnx")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectrt.errors import UserInputError
+from defectrt.errors import UnsupportedFormat, UserInputError
 from defectrt.fileio import atomic_path, next_run_dir
 from defectrt.modelref import ModelRef, parse_imgsz
 from defectrt.models import torchzip
@@ -157,11 +157,12 @@ def _load_state(path):
         raise UserInputError("{} (--resume: only the weights/{} that `defectrt train` wrote can be resumed; "
                              "resume another run or start a new one)".format(exc, STATE_FILE)) from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise UserInputError("{}: not a defectrt training state (version {})".format(path, STATE_VERSION))
+        raise UnsupportedFormat("{}: not a defectrt training state (version {}); resume from a last.pt that `defectrt "
+                                "train` wrote".format(path, STATE_VERSION))
     foreign = _first_foreign(state)
     if foreign is not None:
-        raise UserInputError("{}: not a defectrt training state: it holds a {} at {}; a training state holds only "
-                             "tensors, numbers, strings, lists and dicts".format(path, *foreign))
+        raise UnsupportedFormat("{}: not a defectrt training state: it holds a {} at {}; a training state holds only "
+                                "tensors, numbers, strings, lists and dicts".format(path, *foreign))
     return state
 
 
