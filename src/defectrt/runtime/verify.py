@@ -136,17 +136,23 @@ def device_info(backend_kind):
     return info
 
 
-def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, detector_factory=None):
+def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, detector_factory=None, spec=None):
     """Run the golden inputs of `bundle` through `backend` and compare; -> the report dict (never raises for a
-    failed comparison or a broken bundle: those are a "fail" verdict with the reason)."""
+    failed comparison or a broken bundle: those are a "fail" verdict with the reason).
+    spec: the settings as one defectrt.options.VerifySpec (then give none of them as keywords)."""
     from defectrt import __version__
+    from defectrt.options import VerifySpec
+    from defectrt.options import resolve as resolve_options
     from defectrt.runtime.bundle import Manifest
 
-    if backend not in ("onnxruntime", "tensorrt"):
-        raise UserInputError("--backend {!r}: choose onnxruntime or tensorrt".format(backend))
+    spec = resolve_options(VerifySpec, spec, dict(backend=backend, plugins=plugins, runs=runs, warmup=warmup),
+                           "verify_bundle")
+
+    if spec.backend not in ("onnxruntime", "tensorrt"):
+        raise UserInputError("--backend {!r}: choose onnxruntime or tensorrt".format(spec.backend))
     folder = os.path.abspath(os.fspath(bundle))
     report = {"defectrt": __version__, "date": datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z",
-              "bundle": folder, "backend": backend, "verdict": "fail", "reasons": []}
+              "bundle": folder, "backend": spec.backend, "verdict": "fail", "reasons": []}
     try:
         manifest = Manifest.read(folder)
         feeds, goldens = load_golden(folder, manifest)
@@ -161,13 +167,13 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
 
         detector_factory = Detector
     try:
-        det = detector_factory(folder, backend=backend, plugins=list(plugins or ()))
+        det = detector_factory(folder, backend=spec.backend, plugins=list(spec.plugins or ()))
     except DefectrtError as exc:
-        report["reasons"].append("cannot open the bundle with {}: {}".format(backend, exc))
-        report["device"] = device_info(backend)
+        report["reasons"].append("cannot open the bundle with {}: {}".format(spec.backend, exc))
+        report["device"] = device_info(spec.backend)
         return report
     report["backend_reason"] = getattr(det, "backend_reason", None)
-    report["device"] = device_info(backend)
+    report["device"] = device_info(spec.backend)
     outputs, golden_dets, got_dets, times = {}, [], [], []
     names = manifest.class_names
     thresholds = manifest.thresholds.to_json() if manifest.thresholds else {}
@@ -184,10 +190,10 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
         golden_dets += _detections(golden if len(golden) > 1 else next(iter(golden.values())), n, thresholds, names)
         got_dets += _detections({k: np.asarray(v)[:n] for k, v in pred.items()} if len(pred) > 1
                                 else np.asarray(next(iter(pred.values())))[:n], n, thresholds, names)
-        for i in range(warmup + runs):
+        for i in range(spec.warmup + spec.runs):
             t0 = time.perf_counter()
             det.infer(blob)
-            if i >= warmup:
+            if i >= spec.warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
     close = getattr(det, "close", None)
     if callable(close):
@@ -199,7 +205,7 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
                             "thresholds": thresholds}
     if times:
         t = np.asarray(times)
-        report["latency_ms"] = {"runs": len(times), "warmup": warmup, "mean": round(float(t.mean()), 3),
+        report["latency_ms"] = {"runs": len(times), "warmup": spec.warmup, "mean": round(float(t.mean()), 3),
                                 "median": round(float(np.median(t)), 3), "min": round(float(t.min()), 3),
                                 "max": round(float(t.max()), 3), "note": "backend call (H2D + compute + D2H), host clock"}
     for name, rec in outputs.items():
