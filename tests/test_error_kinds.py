@@ -168,3 +168,26 @@ def test_cli_prints_runtime_kinds_as_one_line_and_exits_1(monkeypatch, capsys):
     assert main(["verify", "b.bundle"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("defectrt verify: error: b.bundle: out of memory") and "Traceback" not in "".join(err)
+
+
+def test_files_of_the_wrong_kind_are_unsupported_format(tmp_path):
+    from defectrt.bench import flops, report
+    from defectrt.export.check import load_onnx
+
+    garbage = tmp_path / "m.onnx"
+    garbage.write_bytes(b"\x00not an onnx file")
+    for call in (lambda: load_onnx(str(garbage)), lambda: flops.count_flops(str(garbage))):
+        with pytest.raises(UnsupportedFormat) as info:
+            call()
+        assert str(garbage) in str(info.value) and "defectrt export onnx" in str(info.value)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"schema": "something-else"}))
+    with pytest.raises(UnsupportedFormat, match="other.json: not a defectrt bench report.*--json"):
+        report.load(str(other))
+
+
+def test_serving_a_folder_that_is_not_a_bundle_is_unsupported_format(tmp_path):
+    from defectrt.serving.server import serve
+
+    with pytest.raises(UnsupportedFormat, match="not a bundle folder.*defectrt export build"):
+        serve(str(tmp_path))
