@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from defectrt.cli.options import add_batch, add_grid_sample, add_imgsz, add_opset, add_target_trt, add_thresholds, build_spec
+from defectrt.cli.options import (add_batch, add_grid_sample, add_imgsz, add_opset, add_plugins, add_target_trt,
+                                  add_thresholds, build_spec)
 
 
 def register(export_sub):
@@ -43,7 +44,7 @@ def register(export_sub):
                     "on ONNX Runtime and OpenVINO)")
     add_opset(p)
     add_thresholds(p, conf=0.25, iou=0.45, what=" stored in the manifest", max_det_flag=False)
-    p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
+    add_plugins(p)
     # accuracy gate and QAT (defectrt.export.accuracy_gate, defectrt.export.sensitivity, defectrt.train.qat)
     p.add_argument("--max-loss", type=float, default=0.5,
                    help="with --val: fail the build when mAP50-95 drops more than this many points (default 0.5)")
