@@ -65,9 +65,9 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
         row.update({"refused": str(exc), "build_s": round(time.time() - t0, 1), "path": None})
         return _log_row(row)
     got = measure(os.path.join(out, "model.onnx"), fresh, 0.25)
-    g = manifest["accuracy_gate"]
+    g = manifest.accuracy_gate
     fb = g.get("fallback") or {}
-    row.update({"calibration_sample": manifest.get("int8_calibration_sample"),
+    row.update({"calibration_sample": manifest.int8_calibration_sample,
                 "gate_set_loss": g["measured"]["map50_95_loss"],
                 "gate_passed_default": not g["failures"] if method != "default" else g["passed"],
                 "fresh_map50_95": got["map50_95"],
@@ -77,7 +77,7 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
                                         for n in ref["per_class"] if ref["per_class"][n]["instances"]},
                 "kept_layers": fb.get("kept") or [], "fallback_steps": fb.get("steps"),
                 "kept_conv_macs_share": fb.get("kept_conv_macs_share"),
-                "fallback_latency": fb.get("latency_ms_onnxruntime_cpu"), "qat": manifest.get("int8_qat"),
+                "fallback_latency": fb.get("latency_ms_onnxruntime_cpu"), "qat": manifest.int8_qat,
                 "build_s": round(time.time() - t0, 1)})
     return _log_row(row)
 

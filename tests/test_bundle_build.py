@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from defectrt.cli import main  # noqa: E402
-from defectrt.errors import UserInputError  # noqa: E402
+from defectrt.errors import BackendUnavailable, UserInputError  # noqa: E402
 from defectrt.export.bundle import build_bundle  # noqa: E402
 from defectrt.export.check import model_opset  # noqa: E402
 from defectrt.runtime.detector import Detector  # noqa: E402
@@ -25,7 +25,7 @@ def test_bundle_contents_and_manifest(fp32_bundle):
     out, manifest = fp32_bundle
     assert sorted(os.listdir(out)) == ["build_engine.bat", "build_engine.sh", "golden", "manifest.json", "model.onnx"]
     on_disk = json.load(open(os.path.join(out, "manifest.json")))
-    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk == json.loads(json.dumps(manifest.to_json()))  # the Manifest returned is the file written
     assert on_disk["format"] == "defectrt-bundle" and on_disk["imgsz"] == [160, 160]
     assert on_disk["grid_sample"] == "lowered" and on_disk["precision"] == "fp32"
     assert set(on_disk["files"]) == {"model.onnx", "golden/inputs.json", "golden/outputs.json", "build_engine.sh",
@@ -104,7 +104,7 @@ def test_bad_arguments(tmp_path):
         build_bundle("yolo11n", str(tmp_path / "a"), precision="int8")
     with pytest.raises(UserInputError, match="DLA runs no FP32"):
         build_bundle("yolo11n", str(tmp_path / "a"), precision="fp32", dla_core=0)
-    with pytest.raises(UserInputError, match="TensorRT is not installed"):
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
         main_args = ["export", "build", str(tmp_path), "--engine"]
         from defectrt.export.bundle import add_engine
 
@@ -162,4 +162,4 @@ def test_int8_trt_manifest_records_the_opset_of_the_shipped_file(tmp_path):
         manifest = build_bundle("yolo11n", out, precision="int8", calib=str(calib), calib_count=4, imgsz=64,
                                 target_trt=target)
         model = onnx.load(os.path.join(out, "model.onnx"))
-        assert manifest["opset"] == model_opset(model) == expected, target
+        assert manifest.opset == model_opset(model) == expected, target

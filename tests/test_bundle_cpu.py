@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from defectrt.errors import UserInputError  # noqa: E402
+from defectrt.errors import BackendUnavailable, UserInputError  # noqa: E402
 from defectrt.export import bundle as bundle_mod  # noqa: E402
 from defectrt.export.bundle import build_bundle, for_cpu  # noqa: E402
 from defectrt.runtime import openvino_backend as ovb  # noqa: E402
@@ -30,14 +30,14 @@ def test_fp32_bundle_without_a_tensorrt_target_lowers_grid_sampling(tmp_path):
     if import_tensorrt() is not None:
         pytest.skip("TensorRT is installed: an engine is built, so the bundle is not CPU-only")
     cpu = build_bundle("yolo11n-dysample", str(tmp_path / "cpu.bundle"), precision="fp32", imgsz=160)
-    assert cpu["grid_sample"] == "lowered" and "CPU" in cpu["grid_sample_reason"]
+    assert cpu.grid_sample == "lowered" and "CPU" in cpu.grid_sample_reason
 
 
 def test_bf16_needs_measured_accuracy(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="--val"):
         build_bundle("yolo11n-dysample", str(tmp_path / "a.bundle"), precision="bf16", imgsz=160)
     monkeypatch.setattr(ovb, "import_openvino", lambda: None)
-    with pytest.raises(UserInputError, match="OpenVINO"):
+    with pytest.raises(BackendUnavailable, match="OpenVINO"):
         build_bundle("yolo11n-dysample", str(tmp_path / "b.bundle"), precision="bf16", imgsz=160, val=str(tmp_path))
     assert not os.path.exists(str(tmp_path / "a.bundle")) and not os.path.exists(str(tmp_path / "b.bundle"))
 
@@ -63,7 +63,7 @@ def test_bf16_bundle_records_its_accuracy_and_runs_on_openvino_bf16(tmp_path, mo
     on_disk = json.load(open(os.path.join(out, "manifest.json")))
     assert on_disk["precision"] == "bf16" and on_disk["runtime"] == {"openvino": {"inference_precision": "bf16"}}
     assert on_disk["grid_sample"] == "lowered" and on_disk["engine"] is None
-    val = manifest["val"]
+    val = manifest.val.to_json()
     assert val["bf16"]["runtime"] == "OpenVINO bf16"
     assert val["bf16"]["map50_95_loss"] == pytest.approx(val["fp32"]["map50_95"] - val["bf16"]["map50_95"])
     det = Detector(out)

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from defectrt import Detector
 from defectrt.errors import UserInputError
-from defectrt.modelref import parse_imgsz
 from defectrt.runtime import bundle, limits, modelinfo
 from hostile_helpers import run_bounded, set_metadata
 from test_runtime_bundle import _rewrite_manifest as _edit
@@ -237,16 +236,16 @@ def test_any_manifest_is_read_or_refused_clearly(changes):
         with open(os.path.join(base, "manifest.json"), "w") as f:
             json.dump(manifest, f)
         try:
-            got = bundle.read_manifest(base)
+            got = bundle.Manifest.read(base)  # typed: a record of the wrong JSON type is refused clearly too
+            t = got.stored_thresholds()
         except UserInputError:
             return
         root = os.path.realpath(base)
-        for rel in list(got["files"]) + [got.get("model", "model.onnx")]:
+        for rel in list(got.files) + [got.model]:
             full = bundle.resolve_file(base, rel)
             assert os.path.commonpath([root, full]) == root
-        hw = parse_imgsz(got.get("imgsz"), strict=False)
+        hw = got.imgsz
         assert hw is None or hw[0] * hw[1] <= limits.MAX_IMGSZ_PIXELS
-        t = bundle.thresholds(got)
         assert all(0 <= t[k] <= 1 for k in ("conf", "iou") if k in t)
         assert 1 <= t.get("max_det", 1) <= limits.MAX_DET
     finally:
@@ -299,9 +298,9 @@ def test_the_writer_refuses_links_and_writes_only_paths_the_reader_accepts(tmp_p
     (folder / "golden" / "inputs.json").write_text("[]")
     (folder / ".tmp-1-leftover").write_text("skipped")
     manifest = write_manifest(str(folder), {"format": "defectrt-bundle", "model": "model.onnx"})
-    assert sorted(manifest["files"]) == ["golden/inputs.json", "model.onnx"]
-    assert all(bundle.path_problem(rel) is None for rel in manifest["files"])
-    assert bundle.read_manifest(str(folder))["files"] == manifest["files"]
+    assert sorted(manifest.files) == ["golden/inputs.json", "model.onnx"]
+    assert all(bundle.path_problem(rel) is None for rel in manifest.files)
+    assert bundle.read_manifest(str(folder))["files"] == manifest.files
     os.symlink(str(tmp_path), str(folder / "golden" / "up"))
     with pytest.raises(UserInputError, match="golden/up is a symbolic link"):
         write_manifest(str(folder), {"format": "defectrt-bundle", "model": "model.onnx"})

@@ -81,16 +81,16 @@ def good_bundle(tmp_path_factory, screw_data):
 
 def test_gate_passes_an_int8_build_within_the_limit(good_bundle, screw_data):
     out, manifest = good_bundle
-    gate = manifest["accuracy_gate"]
+    gate = manifest.accuracy_gate
     assert gate["passed"] and not gate["failures"] and gate["fallback"] is None
     assert gate["max_loss"] == 0.5 and gate["max_recall_drop"] == 2.0
-    ref, got = manifest["val"]["fp32"], manifest["val"]["int8"]
+    ref, got = manifest.val.fp32, manifest.val.int8
     assert ref["map50_95"] > 0.1  # the model detects at this size: the comparison means something
     assert gate["measured"]["map50_95_loss"] == pytest.approx(100 * (ref["map50_95"] - got["map50_95"]), abs=1e-3)
     assert gate["measured"]["map50_95_loss"] <= 0.5
     assert set(gate["measured"]["recall_drop"]) == {"scratch", "dent", "coating", "unprocessed"} - {
         n for n, c in ref["per_class"].items() if not c["instances"]}
-    assert manifest["val"]["recall_conf"] == manifest["thresholds"]["conf"]
+    assert manifest.val.recall_conf == manifest.thresholds.conf
     on_disk = json.load(open(os.path.join(out, "manifest.json")))
     assert on_disk["accuracy_gate"] == json.loads(json.dumps(gate))
     sample = on_disk["int8_calibration_sample"]
@@ -119,7 +119,7 @@ def test_fallback_finds_the_broken_layer_and_reduces_the_loss(tmp_path, screw_da
     # bundle is written whether or not that one step already meets the 0.5-point limit on 20 val images.
     manifest = _build(str(tmp_path / "fb.bundle"), screw_data, int8_flavour="cpu",
                       gate=G.GateOptions(sensitivity_images=2, fallback_steps=1, accept_loss=True))
-    gate = manifest["accuracy_gate"]
+    gate = manifest.accuracy_gate
     fb = gate["fallback"]
     assert gate["first_try"]["map50_95_loss"] > 3 and gate["first_try"]["failures"]
     assert fb["ranking"][0]["layer"] == BROKEN  # the sensitivity ranking points at the broken layer
@@ -130,7 +130,7 @@ def test_fallback_finds_the_broken_layer_and_reduces_the_loss(tmp_path, screw_da
     producers = {o: n.op_type for n in shipped.graph.node for o in n.output}
     broken = next(n for n in shipped.graph.node if n.name == BROKEN)
     assert producers.get(broken.input[0]) != "DequantizeLinear"  # the kept layer reads a float tensor
-    assert "fallback (" in manifest["int8_unquantized"]
+    assert "fallback (" in manifest.int8_unquantized
 
 
 def _metrics(map_, recalls, n=100):
@@ -313,10 +313,10 @@ def test_qat_build_exports_qdq_that_onnxruntime_runs(tmp_path, screw_data, screw
         manifest = build_bundle("demo:screw", out, precision="int8", int8_flavour=flavour, calib=screw_data,
                                 calib_count=4, qat_epochs=1, imgsz=(64, 96), target_trt="10.3", val=screw_data,
                                 gate=G.GateOptions(accept_loss=True, fallback=False))
-    qat = manifest["int8_qat"]
+    qat = manifest.int8_qat
     assert qat["epochs"] == 1 and qat["flavour"] == flavour and qat["fake_quantized_convs"] > 50
     assert all(np.isfinite(qat["loss_per_epoch"]))
-    assert "accuracy_gate" in manifest and "int8" in manifest["val"]  # the same gate applied
+    assert manifest.accuracy_gate and manifest.val.int8  # the same gate applied
     model = onnx.load(os.path.join(out, "model.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 20
     assert not P.island_violations(model)

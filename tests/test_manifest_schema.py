@@ -44,6 +44,6 @@ def test_what_the_readers_refuse_the_schema_refuses(tmp_path, change, where):
     with open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     with pytest.raises(UserInputError):  # the Python reader (and Detector) refuse it too
-        bundle.pad_value(bundle.read_manifest(folder))
-        bundle.thresholds(bundle.read_manifest(folder))
-        bundle.resolve_file(folder, manifest["model"])
+        m = bundle.Manifest.read(folder)
+        assert m.pad_value is not None and m.stored_thresholds() is not None
+        bundle.resolve_file(folder, m.model)

@@ -25,7 +25,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from defectrt.errors import OutputExistsError, UserInputError  # noqa: E402
+from defectrt.errors import BackendUnavailable, OutputExistsError, UserInputError  # noqa: E402
 from defectrt.export import precision as P  # noqa: E402
 from defectrt.export.calibration import CalibrationReader, list_images, select_images  # noqa: E402
 
@@ -427,9 +427,9 @@ def test_missing_modelopt_names_the_extra(tiny_onnx, tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "modelopt", None)  # makes `import modelopt...` raise ImportError
     monkeypatch.setitem(sys.modules, "modelopt.onnx", None)
-    with pytest.raises(UserInputError, match=r"pip install 'defectrt\[modelopt\]'"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'defectrt\[modelopt\]'"):
         P.convert_fp16(tiny_onnx, str(tmp_path / "fp16.onnx"))
-    with pytest.raises(UserInputError, match=r"defectrt\[modelopt\]"):
+    with pytest.raises(BackendUnavailable, match=r"defectrt\[modelopt\]"):
         P.quantize_int8(tiny_onnx, str(tmp_path / "int8.onnx"), str(tmp_path), flavour="trt")
     assert not os.path.exists(tmp_path / "fp16.onnx")
 

@@ -1,4 +1,5 @@
 """Bundles: hashes verified, engine-or-ONNX choice and its reason, stored thresholds."""
+import dataclasses
 import json
 import logging
 import os
@@ -6,7 +7,7 @@ import os
 import pytest
 
 from defectrt import Detector
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, UserInputError
 from defectrt.runtime import bundle, tensorrt_backend
 from defectrt.runtime.backend import Backend
 from test_runtime_models import draw_rect, make_bundle, rect_finder
@@ -86,7 +87,7 @@ def test_engine_compatibility(trt, gpu, usable, words):
 
 
 def test_choose_backend_prefers_a_fitting_engine_and_explains_otherwise(tmp_path):
-    manifest = {"model": "model.onnx", "engine": ENGINE}
+    manifest = bundle.Manifest.from_json({"model": "model.onnx", "engine": ENGINE})
     gpu = {"gpu_name": "Orin", "compute_capability": "8.7"}
     kind, path, _ = bundle.choose_backend(str(tmp_path), manifest, "auto", "10.3.0", gpu)
     assert kind == "tensorrt" and path.endswith("model.engine")
@@ -107,7 +108,7 @@ def test_bundle_with_engine_falls_back_to_onnx_when_tensorrt_is_absent(tmp_path,
     monkeypatch.setattr(tensorrt_backend, "tensorrt_version", lambda: None)
     det = Detector(_engine_bundle(tmp_path))
     assert det.backend_name == "onnxruntime" and "TensorRT is not installed here" in det.backend_reason
-    with pytest.raises(UserInputError, match="not installed"):
+    with pytest.raises(BackendUnavailable, match="not installed"):
         Detector(_engine_bundle(tmp_path / "x"), backend="tensorrt")
 
 
@@ -164,11 +165,14 @@ def test_the_letterbox_record_is_read():
     from defectrt.runtime import bundle as bundle_mod
     from defectrt.runtime.preprocess import preprocess
 
-    assert bundle_mod.pad_value({}) == 114
-    assert bundle_mod.pad_value({"letterbox": {"pad_value": 0}}) == 0
+    def pad_value(data):
+        return bundle_mod.Manifest.from_json(data).pad_value
+
+    assert pad_value({}) == 114
+    assert pad_value({"letterbox": {"pad_value": 0}}) == 0
     for bad in (300, -1, 1.5, True, "114"):
         with pytest.raises(UserInputError, match="pad_value"):
-            bundle_mod.pad_value({"letterbox": {"pad_value": bad}})
+            pad_value({"letterbox": {"pad_value": bad}})
     img = np.full((32, 64, 3), 200, np.uint8)  # letterboxed to 64x64: rows 0..15 are border
     blob, _ = preprocess(img, (64, 64), pad_value=0)
     assert blob[0, :, 0, 0].tolist() == [0.0, 0.0, 0.0] and abs(blob[0, 0, 32, 32] - 200 / 255.0) < 1e-6
@@ -185,10 +189,12 @@ def test_the_manifest_type_reads_verifies_and_writes(tmp_path):
     folder = make_bundle(str(tmp_path / "b"), rect_finder(), thresholds={"conf": 0.3, "iou": 0.5, "max_det": 10})
     m = Manifest.read(folder)
     assert m.model == "model.onnx" and m.model_path == os.path.realpath(os.path.join(folder, "model.onnx"))
-    assert m.imgsz == (384, 672) and m.pad_value == 114 and m.thresholds == {"conf": 0.3, "iou": 0.5, "max_det": 10}
-    assert m.names and m.engine is None and schema_errors(m.data) == []
-    m.data["letterbox"] = {"pad_value": 0}
-    m.write()
+    assert m.imgsz == (384, 672) and m.pad_value == 114
+    assert m.stored_thresholds() == {"conf": 0.3, "iou": 0.5, "max_det": 10} and m.thresholds.conf == 0.3
+    assert m.class_names and m.engine is None and schema_errors(m.to_json()) == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.precision = "fp16"
+    m.set(letterbox=bundle.Letterbox.create(pad_value=0)).write()
     assert Manifest.read(folder).pad_value == 0
     with open(os.path.join(folder, "model.onnx"), "ab") as f:
         f.write(b"x")

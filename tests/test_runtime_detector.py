@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from defectrt import Detector
-from defectrt.errors import UserInputError
+from defectrt.errors import RuntimeFailure, UserInputError
 from defectrt.runtime.backend import Backend
 from test_runtime_models import draw_rect, rect_finder, save
 
@@ -152,7 +152,7 @@ def test_stream_propagates_backend_and_input_errors_and_stops_its_threads():
     before = threading.active_count()
     det = Detector(IndexBackend(fail_on=4))
     seen = []
-    with pytest.raises(RuntimeError, match="frame 4"):
+    with pytest.raises(RuntimeFailure, match="frame 4"):  # the backend's RuntimeError, named as a RuntimeFailure
         for d in det.stream(_frames(10)):
             seen.append(d)
     assert len(seen) == 4

@@ -46,6 +46,25 @@ def test_runtime_and_cli_work_with_torch_unimportable(tmp_path):
     assert proc.stdout.strip().endswith("ok")
 
 
+def test_detect_help_imports_no_torch_and_no_runtime():
+    """issue 15: cli/__init__ imports every command module plainly; `defectrt detect --help` (the device side's
+    first command) must still import neither torch nor a backend library."""
+    code = BLOCK_TORCH + """
+from defectrt.cli import main
+try:
+    main(["detect", "--help"])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+heavy = [m for m in ("torch", "onnxruntime", "openvino", "cv2", "onnx") if m in sys.modules]
+assert not heavy, heavy
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--conf" in proc.stdout and proc.stdout.strip().endswith("ok")
+
+
 def test_blocking_really_blocks_torch():
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import torch"], capture_output=True, text=True,
                           timeout=60)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, UserInputError
 from defectrt.runtime import openvino_backend as ovb
 from defectrt.runtime.detector import Detector
 
@@ -127,7 +127,7 @@ def test_missing_openvino_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(ovb, "import_openvino", lambda: None)
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")
-    with pytest.raises(UserInputError, match=r"defectrt\[openvino\]"):
+    with pytest.raises(BackendUnavailable, match=r"defectrt\[openvino\]"):
         Detector(str(model), backend="openvino")
 
 

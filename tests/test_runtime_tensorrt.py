@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from defectrt import Detector
-from defectrt.errors import UserInputError
+from defectrt.errors import RuntimeFailure, UserInputError
 from defectrt.runtime import cuda_buffers
 from defectrt.runtime.cuda_buffers import BufferSet, CudaGraph
 from defectrt.runtime.tensorrt_backend import (IOTensor, TensorRTBackend, check_input_shape, parse_version,
@@ -291,10 +291,20 @@ def test_backend_runs_batches_through_either_api(engine_file, version):
 
 def test_deserialize_failure_names_the_file_and_says_how_to_rebuild(engine_file):
     trt = FakeTRT("10.3.0", FakeCuda(), engine_ok=False)
-    with pytest.raises(UserInputError) as exc:
+    with pytest.raises(RuntimeFailure) as exc:
         TensorRTBackend(engine_file, trt=trt, cuda=FakeCuda(), expected={"tensorrt_version": "10.3.0", "gpu_name": "Orin"})
     text = str(exc.value)
     assert engine_file in text and "defectrt export build" in text and "10.3.0" in text and "Orin" in text
+
+
+def test_no_execution_context_is_out_of_memory(engine_file, monkeypatch):
+    from defectrt.errors import OutOfMemory
+
+    trt = FakeTRT("10.3.0", FakeCuda())
+    monkeypatch.setattr(FakeEngineV3, "create_execution_context", lambda self: None)
+    with pytest.raises(OutOfMemory) as exc:
+        TensorRTBackend(engine_file, trt=trt, cuda=FakeCuda())
+    assert engine_file in str(exc.value) and "out of GPU memory" in str(exc.value) and "--batch" in str(exc.value)
 
 
 def test_recorded_version_mismatch_is_refused_before_deserialising(engine_file):

@@ -3,6 +3,8 @@ tests/test_trt_truth.py: no module outside defectrt.trt_compat compares TensorRT
 
 - Only runtime/bundle.py names manifest.json (reads it, writes it): the bundle layout has one home.
 - Only modelref.py parses `demo:` references, imgsz values and ONNX metadata_props.
+- No module outside runtime/bundle.py reads a manifest with `.get(`: the Manifest type has named fields.
+- Our own modules are imported plainly (no importlib / __import__ of a "defectrt..." name).
 - No module probes a backend by attribute (getattr / hasattr on a `backend` / `be`) or by its class name:
   runtime/backend.py's Backend protocol says what a backend offers.
 """
@@ -71,6 +73,44 @@ def backend_probes(tree):
     return found
 
 
+def _names_a_manifest(node):
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.BoolOp):
+        return any(_names_a_manifest(v) for v in node.values)
+    if isinstance(node, ast.Call):  # f(...) called like a manifest, or manifest.x(...): the result is one too
+        if isinstance(node.func, ast.Attribute) and _names_a_manifest(node.func.value):
+            return True
+        node = node.func
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return "manifest" in name.lower()
+
+
+def manifest_gets(tree):
+    """`.get(...)` on a manifest: on a name or attribute called like a manifest, on a call of a function called
+    like one (read_manifest(...).get), or on a subscript / `or` of those. A manifest is a runtime.bundle.Manifest
+    read by its fields; only bundle.py handles the JSON object."""
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+            and _names_a_manifest(node.func.value)]
+
+
+def own_dynamic_imports(tree):
+    """importlib.import_module / __import__ of one of our own modules (a name starting "defectrt", built or
+    literal): our modules are imported plainly, so an import error shows where it happens."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name in ("import_module", "__import__") and any(
+                isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value.startswith("defectrt")
+                for c in ast.walk(node.args[0])):
+            found.append(node.lineno)
+    return found
+
+
 def offenders(check, allowed=(), exempt=()):
     out = {}
     for rel, tree in modules():
@@ -103,6 +143,14 @@ def test_no_module_probes_backends_by_attribute_or_class_name():
     assert offenders(backend_probes) == {}
 
 
+def test_manifests_are_read_by_their_fields():
+    assert offenders(manifest_gets, allowed=("runtime/bundle.py",)) == {}
+
+
+def test_our_modules_are_imported_plainly():
+    assert offenders(own_dynamic_imports) == {}
+
+
 def test_the_checks_see_what_they_forbid():
     tree = ast.parse('''
 def _imgsz(v):
@@ -111,8 +159,13 @@ def f(model, backend):
     m = {p.key: p.value for p in model.metadata_props}
     open("manifest.json"); ref.startswith("demo:"); getattr(backend, "time_stages", None)
     return "trt" in type(backend).__name__
+importlib.import_module("defectrt.cli." + name); __import__("defectrt.models"); importlib.import_module("numpy")
+manifest.get("a"); self.manifest["build"].get("b"); read_manifest(f).get("c"); (manifest.get("d") or {}).get("e")
+manifest.files.get(rel); thresholds.get("conf"); manifest_path.split("/"); manifest.to_json().get("f")
 ''')
     assert imgsz_parsers(tree) == [("_imgsz", 2)]
     assert metadata_readers(tree) == [5]
     assert constants(tree, "manifest.json") == [6] and constants(tree, "demo:") == [6]
     assert backend_probes(tree) == [6, 7]
+    assert own_dynamic_imports(tree) == [8, 8]
+    assert sorted(manifest_gets(tree)) == [9, 9, 9, 9, 9, 10]  # line 9: `(... or {}).get` and the inner .get

@@ -531,7 +531,8 @@ def test_bundle_engine_uses_the_timing_cache_in_the_bundle_by_default(monkeypatc
 
     seen = {}
     monkeypatch.setattr(engine, "build_engine", lambda *a, **kw: seen.update(kw) or {"file": "model.engine"})
-    manifest = {"batch": {"dynamic": False, "size": 1, "max": 1}, "precision": "fp16", "imgsz": [64, 64]}
+    manifest = bundle.Manifest.from_json({"batch": {"dynamic": False, "size": 1, "max": 1}, "precision": "fp16",
+                                          "imgsz": [64, 64]})
     bundle._engine_for(str(tmp_path), manifest, "auto", None, None, ())
     assert seen["timing_cache"] == os.path.join(str(tmp_path), "timing.cache") and seen["workspace"] == "auto"
 
@@ -545,7 +546,7 @@ def test_engine_for_another_tensorrt_or_gpu_says_how_to_rebuild(tmp_path):
     ok, why = rb.engine_compatibility(record, "8.5.2", {"gpu_name": "Xavier", "compute_capability": "7.2"})
     assert not ok and "compute capability 8.7, this device has 7.2" in why
     with pytest.raises(UserInputError) as exc:
-        rb.choose_backend(str(tmp_path), {"engine": record}, "tensorrt", "8.6.2", {})
+        rb.choose_backend(str(tmp_path), rb.Manifest.from_json({"engine": record}), "tensorrt", "8.6.2", {})
     assert "--engine --force" in str(exc.value) and "build_engine.sh" in str(exc.value)
 
 

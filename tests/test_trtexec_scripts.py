@@ -11,10 +11,12 @@ from defectrt.export import trtexec_script as ts
 
 
 def _manifest(precision="fp16", target=None, dynamic=False, dla=None, plugins=(), grid="lowered", workspace="auto"):
-    return {"model": "model.onnx", "precision": precision, "target_trt": target, "imgsz": [160, 160],
+    from defectrt.runtime.bundle import Manifest
+
+    return Manifest.from_json({"model": "model.onnx", "precision": precision, "target_trt": target, "imgsz": [160, 160],
             "grid_sample": grid, "batch": {"dynamic": dynamic, "size": 1, "max": 8 if dynamic else 1},
             "build": {"workspace": workspace, "dla_core": dla, "plugins": list(plugins)},
-            "versions": {"defectrt": "0.1.0"}}
+            "versions": {"defectrt": "0.1.0"}})
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

@@ -67,8 +67,8 @@ def test_evaluate_perfect_and_missing_class(screw_ds):
 def test_val_cli_prints_table_and_writes_json(screw_ds, tmp_path, monkeypatch, capsys):
     made = {}
 
-    def fake_make(model, **kw):
-        made["model"], made["kw"] = model, kw
+    def fake_make(model, options):
+        made["model"], made["options"] = model, options
         return FakeDetector(load_dataset(screw_ds, "val"), jitter=1.0)
 
     monkeypatch.setattr(val_cmd, "make_detector", fake_make)
@@ -76,7 +76,8 @@ def test_val_cli_prints_table_and_writes_json(screw_ds, tmp_path, monkeypatch, c
     rc = main(["val", "--model", "m.onnx", "--data", screw_ds, "--imgsz", "160", "256", "--conf", "0.01",
                "--iou", "0.5", "--json", str(out)])
     assert rc == 0
-    assert made["model"] == "m.onnx" and made["kw"]["imgsz"] == (160, 256) and made["kw"]["conf"] == 0.01
+    o = made["options"]  # one DetectorOptions, built from the shared flags and passed whole
+    assert made["model"] == "m.onnx" and o.imgsz == (160, 256) and o.conf == 0.01 and o.iou == 0.5 and o.max_det == 300
     text = capsys.readouterr().out
     assert "mAP50-95" in text and "scratch" in text
     res = json.loads(out.read_text())
@@ -109,7 +110,10 @@ def test_make_detector_routes_runtime_and_torch_models(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "defectrt.models.torch_backend",
                         types.SimpleNamespace(TorchBackend=FakeTorchBackend))
     val_cmd.make_detector("a.onnx", imgsz=(320, 320), conf=0.001, iou=0.6)
-    assert calls[-1][0] == "Detector" and calls[-1][1] == "a.onnx" and calls[-1][2]["conf"] == 0.001
+    assert calls[-1][0] == "Detector" and calls[-1][1] == "a.onnx" and calls[-1][2]["options"].conf == 0.001
+    assert calls[-1][2]["options"].imgsz == (320, 320)
+    val_cmd.make_detector("a.onnx")  # the keyword form keeps val's low thresholds
+    assert (calls[-1][2]["options"].conf, calls[-1][2]["options"].iou) == (0.001, 0.6)
     val_cmd.make_detector(str(tmp_path), conf=0.001)  # a bundle folder
     assert calls[-1][:2] == ("Detector", str(tmp_path))
     val_cmd.make_detector("demo:screw", imgsz=(384, 672))

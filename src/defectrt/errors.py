@@ -13,10 +13,12 @@ callers see the same kinds:
       RuntimeFailure                   RuntimeFailure      DRT_E_RUNTIME
         OutOfMemory                    OutOfMemory         DRT_E_OUT_OF_MEMORY
 
-`UserInputError` is kept as the base of the user-input kinds (raising it directly still means "invalid
-argument"), so `except UserInputError` catches a missing file as before. `BackendUnavailable` and
-`RuntimeFailure` are also `UserInputError`s for now: code that catches a failed engine load as a user error
-(falling back to ONNX Runtime, the CLI's one-line message) keeps working while callers move to the kinds.
+`UserInputError` is the base of the user-input kinds (raising it directly still means "invalid argument"),
+so `except UserInputError` catches a missing file or a bad value; it does not catch a backend that is not
+installed (BackendUnavailable), nor a model that failed inside its backend or ran out of memory
+(RuntimeFailure, OutOfMemory): those are not the user's input. The CLI prints every DefectrtError as one
+line and exits 1. `library_failure` turns a backend library's own exception (ONNX Runtime's pybind classes,
+OpenVINO's and TensorRT's RuntimeError, MemoryError) into RuntimeFailure / OutOfMemory.
 tests/test_errors.py checks the table above against both headers.
 """
 
@@ -54,14 +56,14 @@ class UnsupportedFormat(UserInputError):
     c_status = "DRT_E_UNSUPPORTED_FORMAT"
 
 
-class BackendUnavailable(UserInputError):
+class BackendUnavailable(DefectrtError):
     """A backend cannot be started here: TensorRT / OpenVINO / a CUDA provider not installed or not usable."""
 
     status = "BackendUnavailable"
     c_status = "DRT_E_INIT_FAILED"
 
 
-class RuntimeFailure(UserInputError):
+class RuntimeFailure(DefectrtError):
     """The model failed to load or to run inside a backend (an engine that does not deserialize, a failed build)."""
 
     status = "RuntimeFailure"
@@ -73,6 +75,35 @@ class OutOfMemory(RuntimeFailure, MemoryError):
 
     status = "OutOfMemory"
     c_status = "DRT_E_OUT_OF_MEMORY"
+
+
+# What a backend library says when an allocation failed (ONNX Runtime / OpenVINO: std::bad_alloc, "Failed to
+# allocate memory"; CUDA: cudaErrorMemoryAllocation, "out of memory"; cuDNN: CUDNN_STATUS_ALLOC_FAILED).
+_MEMORY_WORDS = ("out of memory", "outofmemory", "bad_alloc", "failed to allocate", "cannot allocate",
+                 "memoryallocation", "alloc_failed", "insufficient memory")
+MEMORY_HINT = ("use a smaller batch (--batch / --max-batch) or input size (--imgsz), or close other programs "
+               "using that memory")
+# Libraries whose exceptions are a backend's failure, not a bug of ours.
+_LIBRARIES = ("onnxruntime", "openvino", "tensorrt", "cuda", "pycuda", "polygraphy")
+
+
+def is_library_failure(exc):
+    """Did `exc` come from a backend library (or a failed allocation), rather than from our own code?"""
+    module = type(exc).__module__ or ""
+    return (isinstance(exc, (MemoryError, RuntimeError))
+            or any(module == lib or module.startswith(lib + ".") for lib in _LIBRARIES))
+
+
+def library_failure(exc, subject, default=None, hint="see the message above; report it if it persists"):
+    """The DefectrtError to raise for backend-library exception `exc` while doing `subject` (which names the
+    file or model): OutOfMemory when the library says memory ran out, else `default` (a DefectrtError
+    instance; RuntimeFailure with `hint` when None). Raise it `from exc`."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, MemoryError) or any(w in str(exc).lower() for w in _MEMORY_WORDS):
+        return OutOfMemory("{}: out of memory ({}); {}".format(subject, text or type(exc).__name__, MEMORY_HINT))
+    if default is not None:
+        return default
+    return RuntimeFailure("{}: failed ({}: {}); {}".format(subject, type(exc).__name__, text, hint))
 
 
 class OutputExistsError(DefectrtError, FileExistsError):

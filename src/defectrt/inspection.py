@@ -141,20 +141,20 @@ def inspect_onnx(path, trt_versions=None):
 
 
 def inspect_bundle(path, trt_versions=None):
-    from defectrt.runtime.bundle import MANIFEST, read_manifest
+    from defectrt.runtime.bundle import MANIFEST, Manifest
 
-    manifest = read_manifest(path, verify=True)  # every file's sha256 checked against the manifest
-    out = {"manifest": manifest, "hashes_verified": True}
+    manifest = Manifest.read(path, verify=True)  # every file's sha256 checked against the manifest
+    out = {"manifest": manifest.to_json(), "hashes_verified": True}
     for key in ("variant", "names", "imgsz", "precision", "int8_flavour", "opset", "grid_sample", "nms",
                 "target_trt", "weights_sha256"):
-        out[key] = manifest.get(key)
-    out["onnx"] = inspect_onnx(os.path.join(path, manifest.get("model", "model.onnx")), trt_versions)
-    golden = manifest.get("golden") or {}
-    if golden:
-        out["golden"] = {"inputs": golden.get("inputs"), "outputs": golden.get("outputs"),
-                         "atol": golden.get("atol"), "rtol": golden.get("rtol"),
+        out[key] = getattr(manifest, key)
+    out["imgsz"] = list(manifest.imgsz) if manifest.imgsz else None
+    out["onnx"] = inspect_onnx(os.path.join(path, manifest.model), trt_versions)
+    golden = manifest.golden
+    if golden is not None and golden.to_json():
+        out["golden"] = {"inputs": golden.inputs, "outputs": golden.outputs, "atol": golden.atol, "rtol": golden.rtol,
                          "check": "defectrt verify {}".format(path)}
-    engine = manifest.get("engine")
+    engine = manifest.engine.to_json() if manifest.engine else None
     out["engine"] = engine or "none (no TensorRT where it was built: run the bundle's build_engine.sh on the device)"
     out["manifest_file"] = os.path.join(path, MANIFEST)
     return out
@@ -166,22 +166,15 @@ NEEDS_TRT = ("layers, bindings, the TensorRT version and GPU it was built for ar
 
 
 def inspect_engine(path):
-    from defectrt.runtime.bundle import MANIFEST
+    from defectrt.runtime.bundle import Manifest
 
     out = {"size_bytes": os.path.getsize(path), "sha256": sha256(path), "needs_tensorrt": NEEDS_TRT.format(path)}
-    folder = os.path.dirname(os.path.abspath(path))
-    manifest_path = os.path.join(folder, MANIFEST)
-    if os.path.isfile(manifest_path):
-        try:
-            with open(manifest_path, "rb") as f:
-                manifest = json.loads(f.read(1 << 20).decode("utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
-        record = manifest.get("engine") if isinstance(manifest, dict) else None
-        if isinstance(record, dict) and record.get("file") == os.path.basename(path):
-            out["manifest_record"] = record
-            listed = (manifest.get("files") or {}).get(record["file"])
-            out["hash_matches_manifest"] = listed == out["sha256"] if listed else None
+    manifest = Manifest.peek(os.path.dirname(os.path.abspath(path)))
+    record = manifest.engine if manifest is not None else None
+    if record is not None and record.file == os.path.basename(path):
+        out["manifest_record"] = record.to_json()
+        listed = manifest.files.get(record.file) if isinstance(manifest.files, dict) else None
+        out["hash_matches_manifest"] = listed == out["sha256"] if listed else None
     return out
 
 

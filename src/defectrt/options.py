@@ -81,6 +81,79 @@ class BuildSpec:
     engine: str = "auto"
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run (see train.trainer.train for each field)."""
+
+    epochs: Optional[int] = 100  # None with resume: the saved run's
+    imgsz: Any = (640, 640)
+    batch: int = 16
+    lr: Optional[float] = None
+    optimizer: str = "adamw"
+    box_loss: str = "ciou"
+    workers: int = 0
+    seed: int = 0
+    project: str = "runs/train"
+    name: str = "exp"
+    resume: Any = False
+    device: str = "cpu"
+    threads: Optional[int] = None
+    momentum: Optional[float] = None
+    weight_decay: float = 5e-4
+    lrf: float = 0.01
+    cos_lr: bool = True
+    warmup_epochs: float = 3.0
+    augment: Any = True
+    mosaic: float = 0.0
+    close_mosaic: int = 0
+    val_interval: Optional[int] = None
+    cache: bool = True
+    grad_clip: float = 10.0
+    ema_tau: Optional[float] = None
+    crop: Any = None
+    bn_recal: int = 64
+    stop_after: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ValSpec:
+    """One accuracy measurement: the dataset split, the batch per inference call, and the confidence at
+    which P and R are reported (None: the best mean F1). The model's thresholds are its DetectorOptions."""
+
+    data: Optional[str] = None
+    split: str = "val"
+    batch: int = 8
+    pr_conf: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    """One on-device golden check (see runtime.verify.verify_bundle)."""
+
+    backend: str = "onnxruntime"
+    plugins: Tuple[str, ...] = ()
+    runs: int = 20
+    warmup: int = 2
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """How a bundle is served through Triton (see serving.server.serve)."""
+
+    http_port: Optional[int] = None
+    grpc_port: Optional[int] = None
+    metrics_port: Optional[int] = None
+    address: str = "127.0.0.1"
+    max_batch: int = 8
+    instances: int = 1
+    name: Optional[str] = None
+    queue_delay_us: int = 2000
+    backend: str = "auto"
+    threads: Optional[int] = None
+    exit_timeout_s: int = 10
+    verbose: bool = False
+
+
 def _normalised(name, value):
     """Lists become tuples, so that a frozen option object holds no list a caller could still change."""
     if isinstance(value, list):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import UnsupportedFormat, UserInputError
 
 COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -31,7 +31,8 @@ def _load(model):
     try:
         return onnx.load(str(model))
     except Exception as exc:
-        raise UserInputError("{}: not a readable ONNX file ({})".format(model, exc))
+        raise UnsupportedFormat("{}: not a readable ONNX file ({}); export it again with `defectrt export onnx`".format(
+            model, exc))
 
 
 def _fix_inputs(model, input_shapes, batch, imgsz=None):

@@ -36,7 +36,7 @@ import json
 
 from defectrt import __version__
 from defectrt.bench.timing import ALL_STAGES
-from defectrt.errors import UserInputError
+from defectrt.errors import UnsupportedFormat, UserInputError
 from defectrt.fileio import atomic_path
 
 SCHEMA = "defectrt-bench-report"
@@ -74,7 +74,8 @@ def result_entry(model, measurement=None, status="ok", error=None, **fields):
 
 def validate(report, where="report"):
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        raise UserInputError("{}: not a defectrt bench report (no \"schema\": \"{}\")".format(where, SCHEMA))
+        raise UnsupportedFormat("{}: not a defectrt bench report (no \"schema\": \"{}\"); give the --json file of "
+                                "`defectrt bench`".format(where, SCHEMA))
     version = report.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise UserInputError(

@@ -173,12 +173,12 @@ def model_identity(ref):
     onnx_path = None
     if os.path.isdir(path):
         try:
-            from defectrt.runtime.bundle import read_manifest
+            from defectrt.runtime.bundle import Manifest
 
-            manifest = read_manifest(path, verify=False)
+            manifest = Manifest.read(path, verify=False)
             for key in ("precision", "variant"):
-                if isinstance(manifest.get(key), str):
-                    ident[key] = manifest[key]
+                if isinstance(getattr(manifest, key), str):
+                    ident[key] = getattr(manifest, key)
         except (OSError, ValueError):
             pass
         cand = os.path.join(path, "model.onnx")
@@ -198,29 +198,38 @@ def model_identity(ref):
 
 
 def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, end_to_end=False, settings=None,
-                cuda_graph=False, peak_gflops=None, detector_cls=None, log=None, inflight=None, openvino=None):
+                cuda_graph=False, peak_gflops=None, detector_cls=None, log=None, inflight=None, openvino=None,
+                options=None):
     """Load `model` with the runtime Detector (cold start timed), measure every batch size; -> [result entry].
 
-    A batch size the model cannot run (e.g. a fixed batch of 1) gives a result with status "failed" and
-    the error, so that one impossible cell does not lose the others.
+    options: how the Detector loads and runs the model, one DetectorOptions (its backend, threads, imgsz,
+    cuda_graph, openvino; the keyword form builds it). A batch size the model cannot run (e.g. a fixed batch
+    of 1) gives a result with status "failed" and the error, so that one impossible cell does not lose the
+    others.
     """
     from defectrt.bench import flops as flops_mod
     from defectrt.bench.report import result_entry
+    from defectrt.options import DetectorOptions
+    from defectrt.options import resolve as resolve_options
 
+    options = resolve_options(DetectorOptions, options, dict(
+        backend=backend, threads=threads, imgsz=None if imgsz is None else tuple(imgsz), cuda_graph=bool(cuda_graph),
+        openvino=openvino or None), "bench_model")
+    imgsz = options.imgsz  # the size measured at (None: the model's own)
     if detector_cls is None:
         try:
             from defectrt.runtime.detector import Detector as detector_cls
         except ImportError as exc:
             raise UserInputError("the runtime (defectrt.runtime.detector) is not available: {}".format(exc))
     ident = model_identity(model)
-    kwargs = {"backend": backend}
-    if threads is not None:
-        kwargs["threads"] = threads
-    if openvino:
-        kwargs["openvino"] = openvino
+    kwargs = {"backend": options.backend}  # only what is set: test doubles take the keywords they know
+    if options.threads is not None:
+        kwargs["threads"] = options.threads
+    if options.openvino:
+        kwargs["openvino"] = options.openvino
     if imgsz is not None:
         kwargs["imgsz"] = tuple(imgsz)
-    if cuda_graph:
+    if options.cuda_graph:
         kwargs["cuda_graph"] = True  # the Detector asks its backend (Backend.enable_cuda_graph / TensorRT's option)
     cold_batch = [batches[0]]
 
@@ -236,7 +245,7 @@ def bench_model(model, batches=(1,), imgsz=None, backend="auto", threads=None, e
             ident["source"], det_size[0], det_size[1], imgsz[0], imgsz[1]))
     size = tuple(imgsz) if imgsz is not None else det_size
     be = timing.backend_of(det)
-    if cuda_graph and timing.runs_on_host(be):
+    if options.cuda_graph and timing.runs_on_host(be):
         raise UserInputError("--cuda-graph needs the TensorRT backend; {} runs on {}".format(
             ident["source"], be.name))
     fixed_batch = det.batch

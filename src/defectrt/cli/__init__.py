@@ -7,25 +7,22 @@ pay for, or need, torch.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from defectrt import __version__
 from defectrt.cli import output_options as _output_options
+# issue 15: plain imports of our own command modules (each imports its heavy dependencies lazily, in its
+# handler, so `defectrt detect --help` never imports torch; tests/test_runtime_imports.py checks that).
+from defectrt.cli import (bench_cmd, data_cmd, detect_cmd, doctor_cmd, export_cmd, inspect_cmd, models_cmd,
+                          serve_cmd, train_cmd, val_cmd, verify_cmd)
+from defectrt.cli.options import imgsz_arg  # noqa: F401  (kept importable from defectrt.cli)
 from defectrt.errors import DefectrtError
 
-# Module names under defectrt.cli, in the order of the flow: models -> export -> runtime -> bench.
-_COMMAND_MODULES = ("models_cmd", "data_cmd", "train_cmd", "val_cmd", "export_cmd", "detect_cmd", "bench_cmd")
+# The commands, in the order of the flow: models -> export -> runtime -> bench.
+_COMMAND_MODULES = (models_cmd, data_cmd, train_cmd, val_cmd, export_cmd, detect_cmd, bench_cmd)
 # issue 16: on-device checks (defectrt verify BUNDLE, defectrt doctor)
-_COMMAND_MODULES += ("verify_cmd", "doctor_cmd")
-_COMMAND_MODULES += ("inspect_cmd",)  # issue 19: defectrt inspect FILE
-
-
-def imgsz_arg(values):
-    """--imgsz as given (`nargs="+"` ints: N or H W) -> (h, w), or None when it was not given."""
-    from defectrt.modelref import parse_imgsz
-
-    return parse_imgsz(values or None, "--imgsz")
+_COMMAND_MODULES += (verify_cmd, doctor_cmd)
+_COMMAND_MODULES += (inspect_cmd,)  # issue 19: defectrt inspect FILE
 
 
 def build_parser():
@@ -36,13 +33,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version="defectrt " + __version__)
     _output_options.add(parser)  # issue 19: -q / -v / --debug
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module("defectrt.cli." + name)
-        except ImportError as exc:  # a command whose module is missing must not break the others
-            if exc.name == "defectrt.cli." + name:
-                continue
-            raise
+    for module in _COMMAND_MODULES:
         module.register(sub)
     _output_options.everywhere(sub)
     return parser
@@ -67,7 +58,7 @@ def main(argv=None):
 
 
 # Triton serving (issue 20): `defectrt serve`.
-_COMMAND_MODULES += ("serve_cmd",)
+_COMMAND_MODULES += (serve_cmd,)
 
 
 # issue 15: nested sub-commands. `defectrt PARENT CHILD ...` is parsed by the parser registered as

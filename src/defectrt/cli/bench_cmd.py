@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from defectrt.cli.backend_args import add_backend_args, openvino_options
-from defectrt.cli.options import add_imgsz
+from defectrt.cli.backend_args import add_backend_args
+from defectrt.cli.options import add_batches, add_imgsz, add_threads, batches_arg, detector_options
 from defectrt.errors import UserInputError
 from defectrt.modelref import ModelRef
 
@@ -33,7 +33,7 @@ def register(sub):
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="ONNX file, TensorRT engine or bundle folder (or `merge` followed by report JSON files)")
     add_backend_args(p, inflight=True)
-    p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
+    add_batches(p)
     add_imgsz(p, help="input size H W (or N): default the model's own")
     p.add_argument("--warmup-s", type=float, default=0.2, help="warm-up seconds (default 0.2, as trtexec)")
     p.add_argument("--warmup-iters", type=int, help="warm up for exactly N queries instead of --warmup-s")
@@ -41,7 +41,7 @@ def register(sub):
     g.add_argument("--duration-s", type=float, default=3.0,
                    help="measure for at least S seconds and 10 queries (default 3, as trtexec)")
     g.add_argument("--iters", type=int, help="measure exactly N queries instead of a duration")
-    p.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime (default: its own choice)")
+    add_threads(p, help="intra-op threads for ONNX Runtime (default: its own choice)")
     p.add_argument("--end-to-end", action="store_true", help="time Detector.__call__ (pre + infer + post) on images")
     p.add_argument("--cuda-graph", action="store_true", help="capture and replay a CUDA graph (TensorRT backend)")
     p.add_argument("--label", help="machine label for merged tables (default: GPU or CPU model + host id)")
@@ -69,7 +69,7 @@ def run_triton(args):
     _outputs(args)
     imgsz = parse_imgsz(args.imgsz) or (480, 640)
     try:
-        clients = parse_batches(args.clients)
+        clients = batches_arg(args.clients, "--clients")
     except UserInputError:
         raise UserInputError("--clients {!r}: expected comma-separated integers >= 1 such as 1,4,8".format(args.clients))
     result = concurrency.bench_triton(args.triton, clients=clients, requests=args.requests,
@@ -78,20 +78,6 @@ def run_triton(args):
     md = concurrency.to_markdown(result)
     _emit(args, result, md, summary=md)
     return 0 if all(r["errors"] == 0 for r in result["rounds"]) else 1
-
-
-def parse_batches(text):
-    try:
-        values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
-    except ValueError:
-        raise UserInputError("--batch {!r}: expected comma-separated integers such as 1,2,4".format(text))
-    if not values or any(v < 1 for v in values):
-        raise UserInputError("--batch {!r}: batch sizes must be integers >= 1".format(text))
-    seen = []
-    for v in values:
-        if v not in seen:
-            seen.append(v)
-    return seen
 
 
 def parse_imgsz(values):
@@ -169,8 +155,10 @@ def run(args):
     from defectrt.bench.command import bench_command
     from defectrt.bench.flops import peak_gflops
 
-    batches = parse_batches(args.batch)
-    imgsz = parse_imgsz(args.imgsz)
+    batches = batches_arg(args.batch)
+    # how every model is loaded and run: one DetectorOptions from the shared flags (bench's --imgsz must be a
+    # multiple of 32: it runs the model at exactly that size)
+    options = detector_options(args, imgsz=parse_imgsz(args.imgsz))
     if args.threads is not None and args.threads < 1:
         raise UserInputError("--threads must be >= 1")
     settings = dict(warmup_s=args.warmup_s, warmup_iters=args.warmup_iters,
@@ -194,7 +182,6 @@ def run(args):
 
     env = environment.collect()
     peak = None if args.no_peak else peak_gflops()
-    openvino = openvino_options(args)
     settings.update(threads=args.threads, mode="end_to_end" if args.end_to_end else "model", cuda_graph=args.cuda_graph,
                     backend=args.backend, batches=batches)
     if args.inflight:
@@ -203,9 +190,8 @@ def run(args):
     with progress.bar(total=len(args.models), desc="bench", unit="model") as models_bar:  # none at -q
         for m in args.models:
             report["results"] += runner.bench_model(
-                m, batches, imgsz=imgsz, backend=args.backend, threads=args.threads, end_to_end=args.end_to_end,
-                settings=settings, cuda_graph=args.cuda_graph, peak_gflops=(peak or {}).get("gflops"), log=log,
-                inflight=args.inflight, openvino=openvino,
+                m, batches, options=options, end_to_end=args.end_to_end, settings=settings,
+                peak_gflops=(peak or {}).get("gflops"), log=log, inflight=args.inflight,
             )
             models_bar.update(1)
     _emit(args, report, rep.to_markdown(report), summary=rep.summary_markdown(report))

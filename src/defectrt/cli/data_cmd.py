@@ -1,7 +1,7 @@
 """`defectrt data synth`: procedurally generated YOLO datasets (screw and PCB defects)."""
 from __future__ import annotations
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import imgsz_arg
 
 
 def register(sub):

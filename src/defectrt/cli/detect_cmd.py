@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from defectrt.cli.backend_args import add_backend_args
-from defectrt.cli.options import add_imgsz, add_thresholds, detector_options
+from defectrt.cli.options import add_imgsz, add_plugins, add_threads, add_thresholds, detector_options
 
 
 def register(subparsers):
@@ -33,9 +33,9 @@ def register(subparsers):
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     add_backend_args(p, inflight=True)
     add_imgsz(p, help="N or H W, for models with a dynamic input size")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    add_threads(p)
     p.add_argument("--device", help="ONNX Runtime device: cpu (default) or cuda")
-    p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
+    add_plugins(p)
     p.add_argument("--force", action="store_true", help="replace existing outputs in --save-dir")
     p.set_defaults(func=run)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from defectrt.cli.options import add_batch, add_grid_sample, add_imgsz, add_opset, add_target_trt, add_thresholds, build_spec
+from defectrt.cli.options import (add_batch, add_grid_sample, add_imgsz, add_opset, add_plugins, add_target_trt,
+                                  add_thresholds, build_spec)
 
 
 def register(export_sub):
@@ -43,7 +44,7 @@ def register(export_sub):
                     "on ONNX Runtime and OpenVINO)")
     add_opset(p)
     add_thresholds(p, conf=0.25, iou=0.45, what=" stored in the manifest", max_det_flag=False)
-    p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries to load")
+    add_plugins(p)
     # accuracy gate and QAT (defectrt.export.accuracy_gate, defectrt.export.sensitivity, defectrt.train.qat)
     p.add_argument("--max-loss", type=float, default=0.5,
                    help="with --val: fail the build when mAP50-95 drops more than this many points (default 0.5)")
@@ -73,7 +74,7 @@ def run(args):
             raise UserInputError("--engine takes an existing bundle folder, not {}".format(args.model))
         manifest = bundle.add_engine(args.model, workspace=args.workspace, timing_cache=args.timing_cache,
                                      dla_core=args.dla_core, plugins=args.plugins, force=args.force)
-        print("engine added to {}: {}".format(args.model, json.dumps(manifest["engine"])))
+        print("engine added to {}: {}".format(args.model, json.dumps(manifest.engine.to_json())))
         return 0
     if not args.output:
         raise UserInputError("-o/--output BUNDLE is required")
@@ -90,16 +91,16 @@ def run(args):
     manifest = bundle.build_bundle(args.model, args.output, force=args.force, spec=build_spec(args), gate=gate,
                                    qat_epochs=args.qat_epochs)
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(
-        args.output, manifest["precision"], manifest["imgsz"][0], manifest["imgsz"][1], manifest["grid_sample"],
-        manifest["engine"]["tensorrt_version"] if manifest["engine"] else
-        "none (a bf16 bundle is for OpenVINO)" if manifest["precision"] == "bf16" else "none (TensorRT not installed here)"))
-    if manifest.get("val"):
+        args.output, manifest.precision, manifest.imgsz[0], manifest.imgsz[1], manifest.grid_sample,
+        manifest.engine.tensorrt_version if manifest.engine else
+        "none (a bf16 bundle is for OpenVINO)" if manifest.precision == "bf16" else "none (TensorRT not installed here)"))
+    if manifest.val:
         for prec in ("fp32", "fp16", "int8", "bf16"):
-            if prec in manifest["val"]:
-                m = manifest["val"][prec]
+            m = manifest.val.metrics(prec)
+            if m is not None:
                 print("  val {}: mAP50 {:.4f}  mAP50-95 {:.4f}  P {:.4f}  R {:.4f}".format(
                     prec, m["map50"], m["map50_95"], m["precision"], m["recall"]))
-    g = manifest.get("accuracy_gate")
+    g = manifest.accuracy_gate
     if g:
         fb = g.get("fallback") or {}
         print("  accuracy gate: mAP50-95 -{:.2f} points (max {:g}), {}{}".format(

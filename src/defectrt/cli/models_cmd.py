@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import imgsz_arg
 
 
 def register(sub):

@@ -6,14 +6,55 @@ frozen objects of defectrt.options that the commands pass whole to the library.
 """
 from __future__ import annotations
 
-from defectrt.cli import imgsz_arg
 from defectrt.cli.backend_args import openvino_options
 
 GRID_SAMPLE_CHOICES = ("auto", "native", "lowered", "plugin")
 
 
-def add_imgsz(p, help="N or H W (default: the model's own)"):
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help=help)
+def imgsz_arg(values):
+    """--imgsz as given (`nargs="+"` ints: N or H W) -> (h, w), or None when it was not given."""
+    from defectrt.modelref import parse_imgsz
+
+    return parse_imgsz(values or None, "--imgsz")
+
+
+def add_imgsz(p, help="N or H W (default: the model's own)", default=None):
+    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", default=default, help=help)
+
+
+def add_images_per_call(p, default, help):
+    """--batch as a number of images per step / inference call (train, val); export's --batch is add_batch."""
+    p.add_argument("--batch", type=int, default=default, help=help)
+
+
+def add_batches(p):
+    """bench's --batch: the batch sizes to measure, a comma list (parsed by batches_arg)."""
+    p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,2,4")
+
+
+def batches_arg(text, flag="--batch"):
+    """'1,2,4' -> [1, 2, 4] (integers >= 1, first occurrence kept)."""
+    from defectrt.errors import UserInputError
+
+    try:
+        values = [int(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UserInputError("{} {!r}: expected comma-separated integers such as 1,2,4".format(flag, text))
+    if not values or any(v < 1 for v in values):
+        raise UserInputError("{} {!r}: batch sizes must be integers >= 1".format(flag, text))
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def add_threads(p, help="ONNX Runtime intra-op threads (default: one per core)"):
+    p.add_argument("--threads", type=int, help=help)
+
+
+def add_plugins(p, help="TensorRT plugin libraries to load"):
+    p.add_argument("--plugins", nargs="*", default=[], help=help)
 
 
 def add_batch(p, help="fixed batch size (default 1)", dynamic_help="make the batch a dynamic axis"):
@@ -85,3 +126,51 @@ def build_spec(args, **fixed):
                   grid_sample=args.grid_sample, plugins=args.plugins)
     values.update(fixed)
     return make(BuildSpec, **values)
+
+
+def train_spec(args, **fixed):
+    """TrainSpec from the flags of `train` (epochs None with --resume: the saved run's)."""
+    from defectrt.options import TrainSpec, make
+
+    values = dict(epochs=args.epochs if args.epochs is not None else (None if args.resume else 100),
+                  imgsz=imgsz_arg(args.imgsz), batch=args.batch, lr=args.lr, optimizer=args.optimizer,
+                  box_loss=args.box_loss, workers=args.workers, seed=args.seed, project=args.project, name=args.name,
+                  resume=args.resume, device=args.device, threads=args.threads, weight_decay=args.weight_decay,
+                  lrf=args.lrf, cos_lr=not args.linear_lr, warmup_epochs=args.warmup_epochs,
+                  augment=not args.no_augment, crop=args.crop, mosaic=args.mosaic, close_mosaic=args.close_mosaic,
+                  val_interval=args.val_interval)
+    values.update(fixed)
+    return make(TrainSpec, **values)
+
+
+def val_spec(args, **fixed):
+    """ValSpec from the flags of `val`."""
+    from defectrt.options import ValSpec, make
+
+    values = dict(data=args.data, split=args.split, batch=args.batch, pr_conf=args.pr_conf)
+    values.update(fixed)
+    return make(ValSpec, **values)
+
+
+def verify_spec(args, **fixed):
+    """VerifySpec from the flags of `verify`."""
+    from defectrt.errors import UserInputError
+    from defectrt.options import VerifySpec, make
+
+    if args.runs < 1:
+        raise UserInputError("--runs {}: give at least 1".format(args.runs))
+    values = dict(backend=args.backend, plugins=args.plugins or (), runs=args.runs)
+    values.update(fixed)
+    return make(VerifySpec, **values)
+
+
+def serve_spec(args, **fixed):
+    """ServeSpec from the flags of `serve`."""
+    from defectrt.options import ServeSpec, make
+
+    values = dict(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                  address=args.address, max_batch=args.max_batch, instances=args.instances, name=args.name,
+                  queue_delay_us=args.queue_delay_us, backend=args.backend, threads=args.threads,
+                  exit_timeout_s=args.exit_timeout_s, verbose=args.verbose)
+    values.update(fixed)
+    return make(ServeSpec, **values)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from defectrt.cli.options import add_threads, serve_spec
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -30,7 +32,7 @@ def register(subparsers):
     p.add_argument("--queue-delay-us", type=int, default=2000,
                    help="how long the batcher waits to fill a batch, in microseconds (default 2000)")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per instance")
+    add_threads(p, help="ONNX Runtime intra-op threads per instance")
     p.add_argument("--exit-timeout-s", type=int, default=10, help="on stop, wait this long for requests in flight")
     p.add_argument("--prepare", action="store_true",
                    help="create the Python-backend environment (numpy<2) PyTriton's stub needs, then exit "
@@ -62,9 +64,6 @@ def run(args):
         print("defectrt serve: model {model} ready: {http} (HTTP), {grpc} (gRPC), {metrics}".format(**urls),
               flush=True)
 
-    server.serve(args.bundle, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                 address=args.address, max_batch=args.max_batch, instances=args.instances, name=args.name,
-                 queue_delay_us=args.queue_delay_us, backend=args.backend, threads=args.threads,
-                 exit_timeout_s=args.exit_timeout_s, verbose=args.verbose, on_ready=ready)
+    server.serve(args.bundle, spec=serve_spec(args), on_ready=ready)
     print("defectrt serve: stopped", file=sys.stderr)
     return 0

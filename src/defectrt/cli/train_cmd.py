@@ -1,7 +1,7 @@
 """`defectrt train`: train a YOLO11 detector on a YOLO dataset (compact CPU-friendly trainer)."""
 from __future__ import annotations
 
-from defectrt.cli import imgsz_arg
+from defectrt.cli.options import add_images_per_call, add_imgsz, add_threads, train_spec
 
 
 def register(sub):
@@ -16,11 +16,10 @@ def register(sub):
     p.add_argument("--model", help="registry variant (e.g. yolo11n-dysample), checkpoint or demo:NAME")
     p.add_argument("--data", help="data.yaml, or a folder with data.yaml or images/ + labels/ (train and val splits)")
     p.add_argument("--epochs", type=int, help="epochs (default 100; with --resume: extend the run to this many)")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", default=[640],
-                   help="N or H W, multiples of 32 (default 640); recorded in the checkpoints")
+    add_imgsz(p, help="N or H W, multiples of 32 (default 640); recorded in the checkpoints", default=[640])
     p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"),
                    help="train on random H x W windows of the letterboxed --imgsz input (same scale, less compute)")
-    p.add_argument("--batch", type=int, default=16, help="images per step (default 16)")
+    add_images_per_call(p, 16, "images per step (default 16)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.002 AdamW, 0.01 SGD)")
     p.add_argument("--lrf", type=float, default=0.01, help="final LR as a fraction of the peak (default 0.01)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="default adamw")
@@ -35,7 +34,7 @@ def register(sub):
     p.add_argument("--val-interval", type=int, help="validate every N epochs and at the end (default 1; may be "
                    "changed with --resume)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in the main one)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads(p, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
     p.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
@@ -55,20 +54,12 @@ def run(args):
 
     if not args.resume and (not args.model or not args.data):
         raise UserInputError("--model and --data are required (unless --resume)")
-    imgsz = imgsz_arg(args.imgsz)
+    spec = train_spec(args)
 
     def log(msg):
         print(msg, flush=True)
 
-    res = train(
-        args.model, args.data, epochs=args.epochs if args.epochs is not None else (None if args.resume else 100),
-        imgsz=imgsz, batch=args.batch, lr=args.lr, optimizer=args.optimizer, box_loss=args.box_loss,
-        workers=args.workers, seed=args.seed, project=args.project, name=args.name, resume=args.resume,
-        device=args.device, threads=args.threads, weight_decay=args.weight_decay, lrf=args.lrf,
-        cos_lr=not args.linear_lr, warmup_epochs=args.warmup_epochs, augment=not args.no_augment,
-        crop=args.crop, mosaic=args.mosaic, close_mosaic=args.close_mosaic, val_interval=args.val_interval,
-        progress=not args.quiet and sys.stderr.isatty(), log=log,
-    )
+    res = train(args.model, args.data, spec=spec, progress=not args.quiet and sys.stderr.isatty(), log=log)
     m = res.metrics or {}
     print("best: {} (epoch {})  last: {}  final val mAP50 {} mAP50-95 {}".format(
         res.best, res.best_epoch, res.last, m.get("map50"), m.get("map50_95")))

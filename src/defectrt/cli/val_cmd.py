@@ -5,9 +5,8 @@ import json
 import os
 import sys
 
-from defectrt.cli import imgsz_arg
-from defectrt.cli.backend_args import add_backend_args, openvino_options
-from defectrt.cli.options import add_imgsz, add_thresholds
+from defectrt.cli.backend_args import add_backend_args
+from defectrt.cli.options import add_images_per_call, add_imgsz, add_thresholds, detector_options, val_spec
 
 RUNTIME_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
 
@@ -26,7 +25,7 @@ def register(sub):
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     add_imgsz(p, help="N or H W: PyTorch models and dynamic-size ONNX (default: the model's)")
     add_thresholds(p, conf=0.001, iou=0.6, max_det=300, what=" (low defaults: mAP needs the whole ranking)")
-    p.add_argument("--batch", type=int, default=8, help="images per inference call (default 8)")
+    add_images_per_call(p, 8, "images per inference call (default 8)")
     add_backend_args(p)
     p.add_argument("--pr-conf", type=float,
                    help="report P and R at this confidence (default: the threshold with the best mean F1)")
@@ -58,15 +57,24 @@ def model_or_torch_backend(model, imgsz=None):
     return TorchBackend(model, imgsz=imgsz)
 
 
-def make_detector(model, imgsz=None, conf=0.001, iou=0.6, max_det=300, backend="auto", openvino=None):
-    """A Detector for `model`: runtime files directly, anything else through the PyTorch backend."""
+# mAP needs the whole ranking: val's own defaults for the keyword form of make_detector
+VAL_THRESHOLDS = {"conf": 0.001, "iou": 0.6, "max_det": 300}
+
+
+def make_detector(model, options=None, **keywords):
+    """A Detector for `model` with `options` (a DetectorOptions, passed whole): runtime files directly,
+    anything else through the PyTorch backend. The keyword form (imgsz=, conf=, iou=, max_det=, backend=,
+    openvino=; val's low thresholds by default) builds the options object."""
+    from defectrt.errors import UserInputError
+    from defectrt.options import DetectorOptions, make
     from defectrt.runtime.detector import Detector
 
-    kw = dict(conf=conf, iou=iou, max_det=max_det)
-    source = model_or_torch_backend(model, imgsz)
-    if isinstance(source, str):
-        return Detector(source, backend=backend, imgsz=imgsz, openvino=openvino, **kw)
-    return Detector(source, **kw)
+    if options is None:
+        options = make(DetectorOptions, **dict(VAL_THRESHOLDS, **keywords))
+    elif keywords:
+        raise UserInputError("make_detector: give DetectorOptions or keywords ({}), not both".format(
+            ", ".join(sorted(keywords))))
+    return Detector(model_or_torch_backend(model, options.imgsz), options=options)
 
 
 def run(args):
@@ -74,14 +82,13 @@ def run(args):
     from defectrt.data.val import evaluate, format_table
     from defectrt.fileio import atomic_write_bytes, check_output
 
-    imgsz = imgsz_arg(args.imgsz)
+    spec, options = val_spec(args), detector_options(args)
     if args.json:
         check_output(args.json, args.force)  # fail before a long run, not after it
-    dataset = load_dataset(args.data, args.split)
-    det = make_detector(args.model, imgsz=imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                        backend=args.backend, openvino=openvino_options(args))
+    dataset = load_dataset(spec.data, spec.split)
+    det = make_detector(args.model, options)
     names = _report_names(det, dataset, args.model)
-    res = evaluate(det, dataset, batch=args.batch, conf=args.pr_conf, names=names, progress=sys.stderr.isatty())
+    res = evaluate(det, dataset, batch=spec.batch, conf=spec.pr_conf, names=names, progress=sys.stderr.isatty())
     res["model"] = args.model
     res["data"] = dataset.source
     print(format_table(res))

@@ -1,6 +1,8 @@
 """`defectrt verify BUNDLE [--backend onnxruntime|tensorrt] [--json OUT]` (library: defectrt.runtime.verify)."""
 from __future__ import annotations
 
+from defectrt.cli.options import add_plugins, verify_spec
+
 
 def register(sub):
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def register(sub):
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
                    help="onnxruntime (default) or tensorrt (the bundle's engine; unverified on hardware)")
     p.add_argument("--json", metavar="OUT", help="write the full report here")
-    p.add_argument("--plugins", nargs="*", default=[], help="TensorRT plugin libraries the engine needs")
+    add_plugins(p, help="TensorRT plugin libraries the engine needs")
     p.add_argument("--runs", type=int, default=20, help="timed runs for the latency (default 20, after 2 warm-up)")
     p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=run)
@@ -23,15 +25,13 @@ def register(sub):
 def run(args):
     import json
 
-    from defectrt.errors import UserInputError
     from defectrt.fileio import atomic_path, check_output
     from defectrt.runtime.verify import format_report, verify_bundle
 
-    if args.runs < 1:
-        raise UserInputError("--runs {}: give at least 1".format(args.runs))
+    spec = verify_spec(args)
     if args.json:
         check_output(args.json, args.force)
-    report = verify_bundle(args.bundle, backend=args.backend, plugins=args.plugins, runs=args.runs)
+    report = verify_bundle(args.bundle, spec=spec)
     print(format_report(report))
     if args.json:
         with atomic_path(args.json, force=True) as tmp:

@@ -23,6 +23,7 @@ BF16_MAX_LOSS against FP32; otherwise the build fails and says why.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,11 +33,13 @@ import tempfile
 import numpy as np
 
 from defectrt import __version__
-from defectrt.errors import BackendUnavailable, NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UnsupportedFormat, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
 from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
 from defectrt.modelref import onnx_metadata, parse_imgsz
-from defectrt.runtime.bundle import FORMAT, MANIFEST  # the bundle layout has one home: runtime/bundle.py
+# the bundle layout and the manifest's type have one home: runtime/bundle.py
+from defectrt.runtime.bundle import (FORMAT, MANIFEST, Batch, BuildSettings, EngineRecord, Golden, Letterbox, Manifest,
+                                     RuntimeSettings, Thresholds, ValRecord)
 
 log = logging.getLogger("defectrt")
 
@@ -150,7 +153,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
     spec: the settings as one defectrt.options.BuildSpec (then give none of them as keywords)."""
     import onnx
 
-    from defectrt.options import BuildSpec, as_kwargs
+    from defectrt.options import BuildSpec
     from defectrt.options import resolve as resolve_options
 
     spec = resolve_options(BuildSpec, spec, dict(
@@ -158,159 +161,157 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
         calib_method=calib_method, target_trt=target_trt, imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch,
         max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, dla_core=dla_core, val=val, conf=conf,
         iou=iou, max_det=max_det, opset=opset, grid_sample=grid_sample, plugins=plugins, engine=engine), "build_bundle")
-    settings = as_kwargs(spec)
-    precision, calib, calib_count, int8_flavour, calib_method, target_trt, imgsz, batch = (
-        settings[k] for k in ("precision", "calib", "calib_count", "int8_flavour", "calib_method", "target_trt",
-                              "imgsz", "batch"))
-    dynamic_batch, max_batch, workspace, timing_cache, dla_core, val, conf, iou = (
-        settings[k] for k in ("dynamic_batch", "max_batch", "workspace", "timing_cache", "dla_core", "val", "conf",
-                              "iou"))
-    max_det, opset, grid_sample, plugins, engine = (
-        settings[k] for k in ("max_det", "opset", "grid_sample", "plugins", "engine"))
-
     from defectrt.export.check import model_opset
     from defectrt.export.engine import import_tensorrt
 
-    if precision not in PRECISIONS:
-        raise UserInputError("--precision {!r}: choose one of {}".format(precision, ", ".join(PRECISIONS)))
-    if precision == "int8" and not calib:
+    if spec.precision not in PRECISIONS:
+        raise UserInputError("--precision {!r}: choose one of {}".format(spec.precision, ", ".join(PRECISIONS)))
+    if spec.precision == "int8" and not spec.calib:
         raise UserInputError("--precision int8 needs --calib DIR (images pre-processed like the runtime)")
-    if int8_flavour not in ("trt", "cpu"):
-        raise UserInputError("--int8-flavour {!r}: choose trt or cpu".format(int8_flavour))
-    if dla_core is not None and precision in ("fp32", "bf16"):
+    if spec.int8_flavour not in ("trt", "cpu"):
+        raise UserInputError("--int8-flavour {!r}: choose trt or cpu".format(spec.int8_flavour))
+    if spec.dla_core is not None and spec.precision in ("fp32", "bf16"):
         raise UserInputError("--dla-core needs --precision fp16 or int8: DLA runs no FP32 / bf16")
     from defectrt.runtime import limits
 
     # The manifest stores these for the runtime, which refuses them out of bounds: refuse them here first.
-    conf, iou = limits.check_threshold(conf, "--conf"), limits.check_threshold(iou, "--iou")
-    max_det = limits.check_max_det(max_det, "--max-det")
-    imgsz = parse_imgsz(imgsz, "--imgsz")  # None: the model's own size, read after the export
-    if imgsz is not None:
-        limits.check_imgsz(imgsz, "--imgsz")
-    if precision == "bf16":
-        _check_bf16_possible(val, engine)
-    calib_dir = _calibration_folder(calib) if precision == "int8" else None
-    val_names = _val_names_early(val)  # issue 19: an unusable --val fails here, before the export
+    spec = dataclasses.replace(
+        spec, conf=limits.check_threshold(spec.conf, "--conf"), iou=limits.check_threshold(spec.iou, "--iou"),
+        max_det=limits.check_max_det(spec.max_det, "--max-det"),
+        imgsz=parse_imgsz(spec.imgsz, "--imgsz"))  # imgsz None: the model's own size, read after the export
+    if spec.imgsz is not None:
+        limits.check_imgsz(spec.imgsz, "--imgsz")
+    if spec.precision == "bf16":
+        _check_bf16_possible(spec.val, spec.engine)
+    calib_dir = _calibration_folder(spec.calib) if spec.precision == "int8" else None
+    val_names = _val_names_early(spec.val)  # issue 19: an unusable --val fails here, before the export
     if str(model).endswith(".onnx") and os.path.isfile(str(model)):
         _check_detector_onnx(model)  # issue 19: a foreign ONNX fails here in words, not in Polygraphy
     trt = import_tensorrt()
-    if engine == "always" and trt is None:
+    if spec.engine == "always" and trt is None:
         raise BackendUnavailable("--engine was asked for, but TensorRT is not installed here")
 
     from defectrt.progress import Phases  # issue 19: one bar over the build's phases, on a terminal
 
     with atomic_dir(output, force=force, ours=our_bundle) as tmp, tempfile.TemporaryDirectory() as work, \
-            Phases(("export", precision, "golden, val, engine", "manifest"), desc="export build") as phase:
+            Phases(("export", spec.precision, "golden, val, engine", "manifest"), desc="export build") as phase:
         phase.next("export ONNX")
         fp32_path = os.path.join(work, "model_fp32.onnx")
         # A bundle for a CPU: "auto" grid sampling takes its faster form there (see for_cpu).
-        cpu = for_cpu(precision, int8_flavour, target_trt, trt is not None and engine != "never" and precision != "bf16")
-        export_info = _export_fp32(model, fp32_path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
+        cpu = for_cpu(spec.precision, spec.int8_flavour, spec.target_trt, trt is not None and spec.engine != "never" and spec.precision != "bf16")
+        export_info = _export_fp32(model, fp32_path, spec.imgsz, spec.batch, spec.dynamic_batch, spec.opset, spec.grid_sample, spec.target_trt, "none",
                                    for_cpu=cpu)
         meta = onnx_metadata(onnx.load(fp32_path, load_external_data=False))
-        imgsz = imgsz or parse_imgsz(meta.get("imgsz"), strict=False) or (640, 640)
+        imgsz = spec.imgsz or parse_imgsz(meta.get("imgsz"), strict=False) or (640, 640)  # the size built
         final = os.path.join(tmp, "model.onnx")
         flavour = None
-        phase.next(precision)
-        if precision in ("fp32", "bf16"):
+        phase.next(spec.precision)
+        if spec.precision in ("fp32", "bf16"):
             shutil.copyfile(fp32_path, final)
-        elif precision == "fp16":
+        elif spec.precision == "fp16":
             from defectrt.export.precision import convert_fp16
 
             convert_fp16(fp32_path, final, force=True)
         else:
             from defectrt.export.int8_build import int8_step
 
-            flavour = int8_flavour
-            int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=calib_count, flavour=int8_flavour,
-                             target_trt=target_trt, calib_method=calib_method, qat_epochs=qat_epochs,
-                             model_ref=model, qat_data=calib, imgsz=imgsz, log=log.info,
+            flavour = spec.int8_flavour
+            int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=spec.calib_count, flavour=spec.int8_flavour,
+                             target_trt=spec.target_trt, calib_method=spec.calib_method, qat_epochs=qat_epochs,
+                             model_ref=model, qat_data=spec.calib, imgsz=imgsz, log=log.info,
                              export=lambda module, path: _export_fp32(
-                                 module, path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
+                                 module, path, imgsz, spec.batch, spec.dynamic_batch, spec.opset, spec.grid_sample, spec.target_trt, "none",
                                  for_cpu=cpu))
         final_model = onnx.load(final, load_external_data=False)
         final_meta = onnx_metadata(final_model)
-        if precision not in ("fp32", "bf16"):
+        if spec.precision not in ("fp32", "bf16"):
             from defectrt.export.precision import island_violations
 
             bad = island_violations(final_model)
             if bad:
                 raise UserInputError("the {} model has low-precision nodes inside a DySample FP32 island: {}".format(
-                    precision, ", ".join(bad[:5])))
-        _warn_name_mismatch(meta.get("names"), val_names, val)
-        phase.next("golden data, --val, engine" if val else "golden data, engine")
-        samples = _read_images(calib_dir, 1) or _read_images(_val_images(val), 1)
-        golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1, samples)
+                    spec.precision, ", ".join(bad[:5])))
+        _warn_name_mismatch(meta.get("names"), val_names, spec.val)
+        phase.next("golden data, --val, engine" if spec.val else "golden data, engine")
+        samples = _read_images(calib_dir, 1) or _read_images(_val_images(spec.val), 1)
+        golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, spec.batch if not spec.dynamic_batch else 1, samples)
 
         names = json.loads(meta.get("names", "{}")) or {}
         from defectrt.runtime.modelinfo import parse_names
 
         parse_names(names, "{}: its `names` metadata".format(model))  # bounded ids, before they reach a manifest
-        manifest = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "model": "model.onnx",
-            "names": names,
-            "imgsz": list(imgsz),
-            "letterbox": {"center": True, "pad_value": 114, "scaleup": True, "stride": int(meta.get("stride", 32)),
-                          "color": "RGB", "scale": "1/255", "layout": "NCHW"},
-            "precision": precision,
-            "int8_flavour": flavour,
-            "int8_calibration": final_meta.get("int8_calibration") if flavour else None,
-            "int8_unquantized": final_meta.get("int8_unquantized") if flavour else None,
+        b = spec.batch
+        manifest = Manifest.create(
+            format=FORMAT,
+            version=FORMAT_VERSION,
+            model="model.onnx",
+            names=names,
+            imgsz=tuple(imgsz),
+            letterbox=Letterbox.create(center=True, pad_value=114, scaleup=True, stride=int(meta.get("stride", 32)),
+                                       color="RGB", scale="1/255", layout="NCHW"),
+            precision=spec.precision,
+            int8_flavour=flavour,
+            int8_calibration=final_meta.get("int8_calibration") if flavour else None,
+            int8_unquantized=final_meta.get("int8_unquantized") if flavour else None,
             # ModelOpt's INT8 output is opset 19 for TensorRT >= 10: record what the shipped file declares.
-            "opset": model_opset(final_model),
-            "grid_sample": meta.get("grid_sample", "unknown"),
-            "grid_sample_reason": export_info.get("grid_sample_reason"),
-            "nms": meta.get("nms", "none"),
-            "variant": meta.get("variant"),
-            "weights_sha256": meta.get("weights_sha256"),
-            "batch": {"dynamic": bool(dynamic_batch), "size": batch, "max": max_batch if dynamic_batch else batch},
-            "target_trt": target_trt,
-            "thresholds": {"conf": conf, "iou": iou, "max_det": max_det},
-            "golden": dict(golden, atol=GOLDEN_TOLERANCE[precision][0], rtol=GOLDEN_TOLERANCE[precision][1]),
-            "build": {"workspace": workspace, "dla_core": dla_core, "timing_cache": os.path.basename(timing_cache) if timing_cache else None,
-                      "plugins": [os.path.basename(p) for p in plugins or ()]},
-            "versions": _versions(trt),
-            "engine": None,
-            "val": None,
-        }
-        if precision == "bf16":
-            manifest["runtime"] = {"openvino": {"inference_precision": "bf16"}}
-        if val and precision == "bf16":
+            opset=model_opset(final_model),
+            grid_sample=meta.get("grid_sample", "unknown"),
+            grid_sample_reason=export_info.get("grid_sample_reason"),
+            nms=meta.get("nms", "none"),
+            variant=meta.get("variant"),
+            weights_sha256=meta.get("weights_sha256"),
+            batch=Batch.create(dynamic=bool(spec.dynamic_batch), size=b, max=spec.max_batch if spec.dynamic_batch else b),
+            target_trt=spec.target_trt,
+            thresholds=Thresholds.create(conf=spec.conf, iou=spec.iou, max_det=spec.max_det),
+            golden=Golden.create(atol=GOLDEN_TOLERANCE[spec.precision][0], rtol=GOLDEN_TOLERANCE[spec.precision][1],
+                                 **golden),
+            build=BuildSettings.create(workspace=spec.workspace, dla_core=spec.dla_core,
+                                       timing_cache=os.path.basename(spec.timing_cache) if spec.timing_cache else None,
+                                       plugins=[os.path.basename(p) for p in spec.plugins or ()]),
+            versions=_versions(trt),
+            engine=None,
+            val=None,
+        )
+        if spec.precision == "bf16":
+            manifest = manifest.set(runtime=RuntimeSettings.create(openvino={"inference_precision": "bf16"}))
+        if spec.val and spec.precision == "bf16":
             # mAP is measured the usual way: a low confidence threshold, so the whole PR curve counts.
-            manifest["val"] = {"data": os.path.abspath(val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
-                               "fp32": _validate(fp32_path, val, imgsz, VAL_CONF, VAL_IOU)}
-            manifest["val"]["bf16"] = _validate(final, val, imgsz, VAL_CONF, VAL_IOU, backend="openvino",
-                                                openvino={"precision": "bf16"})
-            manifest["val"]["bf16"]["runtime"] = "OpenVINO bf16"
-            _check_bf16_loss(manifest["val"])
-        elif val:  # the accuracy gate: FP32 against the final precision; raises (nothing written) when it fails
+            val = {"data": os.path.abspath(spec.val), "split": "val", "conf": VAL_CONF, "iou": VAL_IOU,
+                   "fp32": _validate(fp32_path, spec.val, imgsz, VAL_CONF, VAL_IOU)}
+            val["bf16"] = _validate(final, spec.val, imgsz, VAL_CONF, VAL_IOU, backend="openvino",
+                                    openvino={"precision": "bf16"})
+            val["bf16"]["runtime"] = "OpenVINO bf16"
+            _check_bf16_loss(val)
+            manifest = manifest.set(val=ValRecord.from_json(val))
+        elif spec.val:  # the accuracy gate: FP32 against the final precision; raises (nothing written) when it fails
             from defectrt.export import accuracy_gate
 
             gate = gate or accuracy_gate.GateOptions()
-            fallback = int8.fallback(final, imgsz, gate) if precision == "int8" else None
-            manifest["val"], manifest["accuracy_gate"] = accuracy_gate.gate(
-                fp32_path, final, precision, os.path.abspath(val), conf, gate, fallback=fallback)
-            if manifest["accuracy_gate"]["fallback"] and manifest["accuracy_gate"]["fallback"]["kept"]:
-                manifest["int8_unquantized"] = "{}, fallback ({} layers)".format(
-                    manifest["int8_unquantized"], len(manifest["accuracy_gate"]["fallback"]["kept"]))
-                golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz, batch if not dynamic_batch else 1,
-                                    samples)
-                manifest["golden"].update(golden)
+            fallback = int8.fallback(final, imgsz, gate) if spec.precision == "int8" else None
+            val, gate_record = accuracy_gate.gate(
+                fp32_path, final, spec.precision, os.path.abspath(spec.val), spec.conf, gate, fallback=fallback)
+            manifest = manifest.set(val=ValRecord.from_json(val), accuracy_gate=gate_record)
+            if gate_record["fallback"] and gate_record["fallback"]["kept"]:
+                manifest = manifest.set(int8_unquantized="{}, fallback ({} layers)".format(
+                    manifest.int8_unquantized, len(gate_record["fallback"]["kept"])))
+                golden = _golden_io(final, os.path.join(tmp, "golden"), imgsz,
+                                    spec.batch if not spec.dynamic_batch else 1, samples)
+                manifest = manifest.set(golden=manifest.golden.set(**golden))
         if flavour:
-            manifest["int8_calibration_sample"] = json.loads(final_meta.get("int8_calibration_sample") or "null")
-            manifest["int8_qat"] = int8.qat
-        if trt is not None and engine != "never" and precision != "bf16":
-            manifest["engine"] = _engine_for(tmp, manifest, workspace, timing_cache, dla_core, plugins)
+            manifest = manifest.set(
+                int8_calibration_sample=json.loads(final_meta.get("int8_calibration_sample") or "null"),
+                int8_qat=int8.qat)
+        if trt is not None and spec.engine != "never" and spec.precision != "bf16":
+            manifest = manifest.set(engine=_engine_for(tmp, manifest, spec.workspace, spec.timing_cache, spec.dla_core,
+                                                       spec.plugins))
         phase.next("manifest")
         from defectrt.export.trtexec_script import write_build_scripts  # issue 16: devices without our Python
 
-        manifest["device_scripts"] = write_build_scripts(tmp, manifest)
-        write_manifest(tmp, manifest)
-    if manifest["engine"] is None and cpu:  # issue 19: a CPU bundle needs no engine, say how to run it
+        manifest = write_manifest(tmp, manifest.set(device_scripts=write_build_scripts(tmp, manifest)))
+    manifest = dataclasses.replace(manifest, folder=os.fspath(output))
+    if manifest.engine is None and cpu:  # issue 19: a CPU bundle needs no engine, say how to run it
         log.info("%s is for a CPU (ONNX Runtime / OpenVINO): run it with defectrt detect -m %s SOURCE", output, output)
-    elif manifest["engine"] is None and precision != "bf16":  # bf16 is for OpenVINO: no engine to add
+    elif manifest.engine is None and spec.precision != "bf16":  # bf16 is for OpenVINO: no engine to add
         log.warning("TensorRT is not installed here: %s is complete except the engine. On the device run: "
                     "defectrt export build %s --engine", output, output)
     return manifest
@@ -361,16 +362,17 @@ def _versions(trt):
 
 
 def _engine_for(folder, manifest, workspace, timing_cache, dla_core, plugins):
+    """Build model.engine for the Manifest `manifest` of `folder` -> its EngineRecord."""
     from defectrt.export.engine import build_engine
 
-    b = manifest["batch"]
-    batch = (1, max(1, b["max"] // 2), b["max"]) if b["dynamic"] else (b["size"],) * 3
-    return build_engine(
-        os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest["precision"],
-        batch=batch, imgsz=tuple(manifest["imgsz"]), workspace=workspace,
+    b = manifest.batch
+    batch = (1, max(1, b.max // 2), b.max) if b.dynamic else (b.size,) * 3
+    return EngineRecord.from_json(build_engine(
+        os.path.join(folder, "model.onnx"), os.path.join(folder, "model.engine"), precision=manifest.precision,
+        batch=batch, imgsz=tuple(manifest.imgsz), workspace=workspace,
         timing_cache=timing_cache or os.path.join(folder, TIMING_CACHE),  # on by default, next to the engine
         dla_core=dla_core, plugins=plugins, force=True,
-    )
+    ))
 
 
 def our_bundle(folder):
@@ -379,26 +381,26 @@ def our_bundle(folder):
     Only an empty folder, or a bundle of ours holding nothing but the files its manifest lists, goes:
     `--force` on a dataset, a home folder or a bundle the user added files to is refused.
     """
-    from defectrt.runtime.bundle import read_manifest
-
     if not os.listdir(folder):
         return None
     try:
-        listed = set(read_manifest(folder, verify=False)["files"]) | {MANIFEST, TIMING_CACHE}
+        listed = set(Manifest.read(folder, verify=False).files) | {MANIFEST, TIMING_CACHE}
     except UserInputError:
         return "it is not a defectrt bundle (no valid {} of format {!r})".format(MANIFEST, FORMAT)
     return describe_foreign(foreign_entries(folder, lambda rel: rel in listed or is_temporary(rel)), "the bundle")
 
 
 def write_manifest(folder, manifest):
-    """Hash every file of the bundle (but the manifest) and write the manifest atomically.
+    """Hash every file of the bundle (but the manifest) and write the Manifest atomically; -> the Manifest
+    written (with its `files`). A JSON object is taken too (tests, hand-made bundles).
 
     Every path written obeys the reader's rules (relative, normalised, inside the folder): a link in the
     bundle is refused rather than hashed through.
     """
-    from defectrt.runtime.bundle import check_relpath
+    from defectrt.runtime.bundle import check_relpath, write_manifest_file
 
-    if manifest.get("engine"):  # issue 20: a DeepStream nvinfer config beside each engine, hashed with the rest
+    manifest = Manifest.from_json(manifest)
+    if manifest.engine is not None:  # issue 20: a DeepStream nvinfer config beside each engine, hashed with the rest
         from defectrt.export.deepstream import write_beside
 
         write_beside(folder, manifest)
@@ -413,31 +415,27 @@ def write_manifest(folder, manifest):
                 raise UserInputError("{}: {} is a symbolic link; a bundle holds its own files".format(folder, rel))
             if name in names and rel != MANIFEST and not is_temporary(name):
                 files[check_relpath(rel, where)] = sha256_file(full)
-    manifest["files"] = dict(sorted(files.items()))
-    manifest["files"].pop(TIMING_CACHE, None)
-    from defectrt.runtime.bundle import write_manifest_file
-
-    return write_manifest_file(folder, manifest)
+    files.pop(TIMING_CACHE, None)
+    return write_manifest_file(folder, manifest.set(files=dict(sorted(files.items()))))
 
 
 def add_engine(bundle, workspace=None, timing_cache=None, dla_core=None, plugins=(), force=False):
     """`defectrt export build BUNDLE --engine`, run on the device: build model.engine in place."""
     from defectrt.export.engine import import_tensorrt
-    from defectrt.runtime.bundle import read_manifest
 
     if import_tensorrt() is None:
         raise BackendUnavailable("TensorRT is not installed here; run this on the device that will run the engine")
-    manifest = read_manifest(bundle)  # verifies every hash first: never build from a tampered bundle
-    if manifest.get("precision") == "bf16":
+    manifest = Manifest.read(bundle)  # verifies every hash first: never build from a tampered bundle
+    if manifest.precision == "bf16":
         raise UserInputError("{} is a bf16 bundle, for OpenVINO on CPUs; build an fp16 or int8 bundle for "
                              "TensorRT".format(bundle))
-    if manifest.get("engine") and not force:
+    if manifest.engine is not None and not force:
         raise UserInputError("{} already has an engine ({}); pass --force to rebuild it".format(
-            bundle, manifest["engine"].get("tensorrt_version")))
-    build = manifest.get("build") or {}
-    manifest["engine"] = _engine_for(bundle, manifest, workspace or build.get("workspace") or "auto", timing_cache,
-                                     dla_core if dla_core is not None else build.get("dla_core"), plugins)
-    return write_manifest(bundle, manifest)
+            bundle, manifest.engine.tensorrt_version))
+    build = manifest.build or BuildSettings()
+    engine = _engine_for(bundle, manifest, workspace or build.workspace or "auto", timing_cache,
+                         dla_core if dla_core is not None else build.dla_core, plugins)
+    return write_manifest(bundle, manifest.set(engine=engine))
 
 
 def _val_names_early(val):
@@ -486,6 +484,6 @@ def _check_detector_onnx(path):
     elif not model.graph.output or len(dims(model.graph.output[0])) not in (2, 3):  # head (3) or in-graph NMS (2/3)
         problem = "its first output has shape {}".format(dims(model.graph.output[0]) if model.graph.output else None)
     if problem:
-        raise UserInputError("{}: not a YOLO detector ONNX ({}); export build takes a model with one image input "
+        raise UnsupportedFormat("{}: not a YOLO detector ONNX ({}); export build takes a model with one image input "
                              "(N, 3, H, W) and a (N, 4 + classes, anchors) output, e.g. from defectrt export onnx "
                              "best.pt or Ultralytics' export".format(path, problem))

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 
 from defectrt import trt_compat
-from defectrt.errors import NotFound, UserInputError
+from defectrt.errors import NotFound, UnsupportedFormat
 
 SUPPORT_FILE = trt_compat.SUPPORT_FILE
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -104,7 +104,8 @@ def load_onnx(model_or_path, external_data=False):
     try:
         return onnx.load(path, load_external_data=external_data)
     except Exception as exc:  # protobuf decode errors have no common base class
-        raise UserInputError("{}: not a readable ONNX model ({})".format(path, exc)) from None
+        raise UnsupportedFormat("{}: not a readable ONNX model ({}); export it again with `defectrt export onnx`".format(
+            path, exc)) from None
 
 
 def model_opset(model, default=None):

@@ -13,6 +13,7 @@ import os
 
 from defectrt import __version__
 from defectrt.errors import UserInputError
+from defectrt.runtime.bundle import Batch, EngineRecord, Manifest, Thresholds
 
 CONFIG = "deepstream_nvinfer.txt"
 LABELS = "labels.txt"
@@ -20,14 +21,14 @@ _NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 
 def nvinfer_config(manifest, model_dir="", bundle_name="bundle"):
-    """-> (config text, labels text). model_dir prefixes the model / engine paths ('' = beside the config)."""
-    names = {int(k): str(v) for k, v in (manifest.get("names") or {}).items()}
+    """Manifest -> (config text, labels text). model_dir prefixes the model / engine paths ('' = beside the config)."""
+    names = {int(k): str(v) for k, v in manifest.class_names.items()}
     if not names:
         raise UserInputError("the bundle's manifest has no class names; DeepStream needs them for its label file")
-    h, w = (int(v) for v in manifest["imgsz"])
-    batch = manifest.get("batch") or {}
-    thresholds = manifest.get("thresholds") or {}
-    engine = manifest.get("engine") or {}
+    h, w = (int(v) for v in manifest.imgsz)
+    batch = manifest.batch or Batch()
+    thresholds = manifest.thresholds or Thresholds()
+    engine = manifest.engine or EngineRecord()
     lines = [
         "# DeepStream Gst-nvinfer config for {}, written by defectrt {}.".format(bundle_name, __version__),
         "# UNVERIFIED ON HARDWARE. Pre-processing as the bundle's: x / 255, RGB, centred letterbox (nvinfer pads",
@@ -39,15 +40,15 @@ def nvinfer_config(manifest, model_dir="", bundle_name="bundle"):
         "net-scale-factor=0.00392156862745098",
         "offsets=0;0;0",
         "model-color-format=0",
-        "onnx-file={}".format(os.path.join(model_dir, manifest.get("model", "model.onnx"))),
+        "onnx-file={}".format(os.path.join(model_dir, manifest.model)),
     ]
-    if engine.get("file"):
-        lines.append("model-engine-file={}".format(os.path.join(model_dir, engine["file"])))
+    if engine.file:
+        lines.append("model-engine-file={}".format(os.path.join(model_dir, engine.file)))
     lines += [
         "labelfile-path={}".format(LABELS),
         "infer-dims=3;{};{}".format(h, w),
-        "batch-size={}".format(int(batch.get("max", 1) if batch.get("dynamic") else batch.get("size", 1))),
-        "network-mode={}".format(_NETWORK_MODE.get(manifest.get("precision", "fp32"), 0)),
+        "batch-size={}".format(int((batch.max if batch.dynamic else batch.size) or 1)),
+        "network-mode={}".format(_NETWORK_MODE.get(manifest.precision or "fp32", 0)),
         "num-detected-classes={}".format(len(names)),
         "interval=0",
         "gie-unique-id=1",
@@ -60,9 +61,9 @@ def nvinfer_config(manifest, model_dir="", bundle_name="bundle"):
         "#custom-lib-path=",
         "",
         "[class-attrs-all]",
-        "pre-cluster-threshold={}".format(thresholds.get("conf", 0.25)),
-        "nms-iou-threshold={}".format(thresholds.get("iou", 0.45)),
-        "topk={}".format(thresholds.get("max_det", 300)),
+        "pre-cluster-threshold={}".format(thresholds.value("conf", 0.25)),
+        "nms-iou-threshold={}".format(thresholds.value("iou", 0.45)),
+        "topk={}".format(thresholds.value("max_det", 300)),
     ]
     labels = "".join(names.get(i, "class{}".format(i)) + "\n" for i in range(max(names) + 1))
     return "\n".join(lines) + "\n", labels
@@ -79,9 +80,7 @@ def write_beside(folder, manifest):
 def write_for_bundle(bundle, output=None, force=False):
     """`defectrt export deepstream BUNDLE [-o DIR]`: -> the paths written (the bundle folder by default)."""
     from defectrt.fileio import atomic_path
-    from defectrt.runtime.bundle import read_manifest
-
-    manifest = read_manifest(bundle)
+    manifest = Manifest.read(bundle)
     out = output or bundle
     os.makedirs(out, exist_ok=True)
     same = os.path.abspath(out) == os.path.abspath(bundle)

@@ -31,7 +31,7 @@ import time
 
 from defectrt import progress as progress_levels
 from defectrt import trt_compat
-from defectrt.errors import BackendUnavailable, UserInputError
+from defectrt.errors import BackendUnavailable, RuntimeFailure, UserInputError
 from defectrt.export import build_progress
 from defectrt.export.islands import ISLAND_MARK
 
@@ -141,7 +141,8 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch=(1, 1, 1), imgs
     else:
         data = _build_raw(trt, flav, logger, onnx_path, options, say)
     if data is None:
-        raise UserInputError("TensorRT {} failed to build {} (see the TensorRT log above)".format(trt.__version__, onnx_path))
+        raise RuntimeFailure("TensorRT {} failed to build {} (see the TensorRT log above; a smaller --workspace or "
+                             "--imgsz can help when it ran out of memory)".format(trt.__version__, onnx_path))
     say("write", engine_path)
     atomic_write_bytes(engine_path, bytes(data), force=force)
     record = {

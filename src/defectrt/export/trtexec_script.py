@@ -34,30 +34,30 @@ GRID_SAMPLE_PLUGIN = {"sh": "libdefectrt_plugins.so", "bat": "defectrt_plugins.d
 def _workspace_mib(manifest):
     from defectrt.export.engine import resolve_workspace
 
-    return max(1, resolve_workspace((manifest.get("build") or {}).get("workspace")) >> 20)
+    return max(1, resolve_workspace(manifest.build.workspace if manifest.build else None) >> 20)
 
 
 def _plugins(manifest, kind):
-    names = list((manifest.get("build") or {}).get("plugins") or [])
-    if manifest.get("grid_sample") == "plugin" and not any("defectrt_plugins" in n for n in names):
+    names = list((manifest.build.plugins if manifest.build else None) or [])
+    if manifest.grid_sample == "plugin" and not any("defectrt_plugins" in n for n in names):
         names.append(GRID_SAMPLE_PLUGIN[kind])
     return names
 
 
 def trtexec_args(manifest, version, kind="sh"):
-    """The trtexec arguments (after the executable) for `manifest`'s bundle on TensorRT `version`."""
+    """The trtexec arguments (after the executable) for the bundle of Manifest `manifest` on TensorRT `version`."""
     plugin_dir = "$PLUGIN_DIR" if kind == "sh" else "%PLUGIN_DIR%"
-    args = ["--onnx=" + manifest.get("model", "model.onnx"), "--saveEngine=" + ENGINE]
-    args += trt_compat.trtexec_precision_flags(version, manifest.get("precision", "fp32"))
+    args = ["--onnx=" + manifest.model, "--saveEngine=" + ENGINE]
+    args += trt_compat.trtexec_precision_flags(version, manifest.precision or "fp32")
     args.append(trt_compat.trtexec_workspace_flag(version, _workspace_mib(manifest)))
     args.append("--timingCacheFile=" + TIMING_CACHE)
-    batch = manifest.get("batch") or {}
-    if batch.get("dynamic"):
-        h, w = manifest["imgsz"]
-        opt = max(1, int(batch["max"]) // 2)
-        for flag, n in (("--minShapes", 1), ("--optShapes", opt), ("--maxShapes", int(batch["max"]))):
+    batch = manifest.batch
+    if batch is not None and batch.dynamic:
+        h, w = manifest.imgsz
+        opt = max(1, int(batch.max) // 2)
+        for flag, n in (("--minShapes", 1), ("--optShapes", opt), ("--maxShapes", int(batch.max))):
             args.append("{}=images:{}x3x{}x{}".format(flag, n, h, w))
-    dla = (manifest.get("build") or {}).get("dla_core")
+    dla = manifest.build.dla_core if manifest.build else None
     if dla is not None:
         args += ["--useDLACore={}".format(int(dla)), "--allowGPUFallback"]
     sep = "/" if kind == "sh" else "\\"
@@ -68,7 +68,7 @@ def trtexec_args(manifest, version, kind="sh"):
 
 
 def _families(manifest):
-    target = manifest.get("target_trt")
+    target = manifest.target_trt
     if target:
         return [trt_compat.trtexec_family(target)]
     return list(trt_compat.TRTEXEC_FAMILIES)
@@ -84,14 +84,14 @@ def _num(v):
 
 
 def _written_by(manifest):
-    target = manifest.get("target_trt")
+    target = manifest.target_trt
     return "Written by defectrt {}; precision {}{}.".format(
-        manifest.get("versions", {}).get("defectrt", "?"), manifest.get("precision"),
+        (manifest.versions or {}).get("defectrt", "?"), manifest.precision,
         ", target TensorRT " + target if target else "")
 
 
 def render_sh(manifest):
-    target = manifest.get("target_trt") or ""
+    target = manifest.target_trt or ""
     lines = [
         "#!/bin/sh",
         "# Builds model.engine from this bundle with trtexec (for devices without defectrt's Python, e.g.",
@@ -135,7 +135,7 @@ def render_sh(manifest):
 
 
 def render_bat(manifest):
-    target = manifest.get("target_trt") or ""
+    target = manifest.target_trt or ""
     lines = [
         "@echo off",
         "rem Builds model.engine from this bundle with trtexec. " + _written_by(manifest),

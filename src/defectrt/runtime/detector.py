@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 
-from defectrt.errors import InvalidArgument, NotFound, UserInputError
+from defectrt.errors import (BackendUnavailable, DefectrtError, InvalidArgument, NotFound, UnsupportedFormat,
+                             UserInputError, is_library_failure, library_failure)
 from defectrt.options import DetectorOptions
 from defectrt.options import resolve as resolve_options
 from defectrt.runtime import bundle as bundle_mod
-from defectrt.runtime import limits, modelinfo
+from defectrt.runtime import limits
 from defectrt.runtime.backend import Backend
 from defectrt.runtime.pipeline import pipelined
 from defectrt.runtime.postprocess import postprocess as _postprocess
@@ -57,8 +58,7 @@ def _sibling_names(engine_path):
     if not bundle_mod.is_bundle(folder):
         return {}
     try:
-        return modelinfo.parse_names(bundle_mod.read_manifest(folder, verify=False).get("names"),
-                                     os.path.join(folder, bundle_mod.MANIFEST))
+        return bundle_mod.Manifest.read(folder, verify=False).class_names
     except UserInputError:
         return {}
 
@@ -112,7 +112,7 @@ class Detector(object):
         if backend not in BACKENDS:
             raise UserInputError("backend {!r}: choose one of {}".format(backend, ", ".join(BACKENDS)))
         threads = limits.check_threads(threads)
-        # Checked once, before a model is loaded (a typo costs no load time); stored ones by bundle.thresholds.
+        # Checked once, before a model is loaded (a typo costs no load time); stored ones by the Manifest.
         conf, iou, max_det = self._check_thresholds(conf, iou, max_det)
         self.manifest = None
         self._openvino = dict(openvino or {})
@@ -120,13 +120,15 @@ class Detector(object):
         if _is_backend_object(model):
             self.backend = model
             self.backend_reason = "backend object {} given".format(model.name)
+            self.source = "the {} backend object".format(model.name)  # what errors name
         else:
-            self.backend, self.backend_reason = self._open(resolve_model_path(model), backend, threads, imgsz,
-                                                           plugins, device, cuda_graph)
+            self.source = resolve_model_path(model)
+            self.backend, self.backend_reason = self._open(self.source, backend, threads, imgsz, plugins, device,
+                                                           cuda_graph)
             if self.manifest is not None:
-                stored = bundle_mod.thresholds(self.manifest)
+                stored = self.manifest.stored_thresholds()
         # The letterbox border the bundle was validated with (its `letterbox` record); 114 otherwise.
-        self.pad_value = bundle_mod.pad_value(self.manifest) if self.manifest is not None else PAD_VALUE
+        self.pad_value = self.manifest.pad_value if self.manifest is not None else PAD_VALUE
         self.backend_name = self.backend.name
         log.info("defectrt: running on %s: %s", self.backend_name, self.backend_reason)
         self.imgsz = parse_imgsz(imgsz, strict=False) if _is_backend_object(model) and imgsz is not None else None
@@ -135,8 +137,8 @@ class Detector(object):
             raise UserInputError("the model's input size is unknown; pass imgsz=(h, w)")
         self.imgsz = limits.check_imgsz(self.imgsz)
         self.names = dict(self.backend.names or {})
-        if self.manifest is not None and self.manifest.get("names"):
-            self.names.update(modelinfo.parse_names(self.manifest["names"], bundle_mod.MANIFEST + " `names`"))
+        if self.manifest is not None and self.manifest.names:
+            self.names.update(self.manifest.class_names)
         self.conf = conf if conf is not None else stored.get("conf", DEFAULTS["conf"])
         self.iou = iou if iou is not None else stored.get("iou", DEFAULTS["iou"])
         self.max_det = max_det if max_det is not None else stored.get("max_det", DEFAULTS["max_det"])
@@ -164,7 +166,7 @@ class Detector(object):
         lower = path.lower()
         if lower.endswith(ENGINE_SUFFIXES):
             if backend == "onnxruntime":
-                raise UserInputError("{} is a TensorRT engine; ONNX Runtime needs the .onnx file".format(path))
+                raise UnsupportedFormat("{} is a TensorRT engine; ONNX Runtime needs the .onnx file".format(path))
             from defectrt.runtime.tensorrt_backend import TensorRTBackend
 
             names = _sibling_names(path)
@@ -172,15 +174,20 @@ class Detector(object):
             return runner, "TensorRT engine given"
         if lower.endswith(".onnx"):
             if backend == "tensorrt":
-                raise UserInputError("{} is an ONNX model; build an engine first (defectrt export build) or use "
-                                     "backend='onnxruntime'".format(path))
+                raise UnsupportedFormat("{} is an ONNX model; build an engine first (defectrt export build) or use "
+                                        "backend='onnxruntime'".format(path))
             if backend == "openvino":
                 return self._openvino_backend(path, threads, imgsz, None), "OpenVINO asked for (backend='openvino')"
             return self._onnxruntime(path, threads, imgsz, device), "ONNX model given" + _openvino_hint(device)
-        raise UserInputError("{}: unknown model type; expected .onnx, .engine / .plan or a bundle folder".format(path))
+        raise UnsupportedFormat("{}: unknown model type; expected .onnx, .engine / .plan or a bundle folder".format(path))
 
     @staticmethod
     def _onnxruntime(path, threads, imgsz, device, model_bytes=None):
+        try:
+            import onnxruntime  # noqa: F401  (the embedded default; a broken install fails here, in words)
+        except ImportError as exc:
+            raise BackendUnavailable("{}: ONNX Runtime is not installed ({}); pip install onnxruntime (or "
+                                     "onnxruntime-gpu), or run it with backend='openvino'".format(path, exc)) from None
         from defectrt.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, threads=threads, device=device, imgsz=imgsz, model_bytes=model_bytes)
@@ -189,47 +196,47 @@ class Detector(object):
         from defectrt.runtime.openvino_backend import OpenVinoBackend
 
         opts = dict(self._openvino)
-        stored = ((manifest or {}).get("runtime") or {}).get("openvino") or {}
+        stored = manifest.openvino_settings if manifest is not None else {}
         precision = opts.pop("precision", None) or stored.get("inference_precision") or "f32"
         return OpenVinoBackend(path, threads=threads, imgsz=imgsz, precision=precision, **opts)
 
     def _open_bundle(self, folder, backend, threads, imgsz, plugins, device, cuda_graph):
         from defectrt.runtime import tensorrt_backend as trt_mod
 
-        manifest = bundle_mod.read_manifest(folder)
+        manifest = bundle_mod.Manifest.read(folder)
         self.manifest = manifest
-        onnx_rel = manifest.get("model", "model.onnx")
+        onnx_rel = manifest.model
         onnx_path = bundle_mod.resolve_file(folder, onnx_rel)  # relative and inside the bundle (issue 14)
         if backend == "openvino":
-            return (self._openvino_backend(onnx_path, threads, imgsz or manifest.get("imgsz"), manifest),
+            return (self._openvino_backend(onnx_path, threads, imgsz or manifest.imgsz, manifest),
                     "OpenVINO asked for (backend='openvino')")
-        trt_version = trt_mod.tensorrt_version() if backend != "onnxruntime" and manifest.get("engine") else None
+        trt_version = trt_mod.tensorrt_version() if backend != "onnxruntime" and manifest.engine else None
         gpu = None
         if trt_version is not None:
             from defectrt.runtime.tensorrt_backend import gpu_identity
 
             gpu = gpu_identity()
         kind, path, reason = bundle_mod.choose_backend(folder, manifest, backend, trt_version, gpu)
-        imgsz = imgsz or manifest.get("imgsz")
+        imgsz = imgsz or manifest.imgsz
         if kind == "tensorrt":
             try:
-                runner = trt_mod.TensorRTBackend(path, plugins=plugins, imgsz=imgsz, expected=manifest.get("engine"),
-                                                 names=modelinfo.parse_names(manifest.get("names")), cuda_graph=cuda_graph)
+                runner = trt_mod.TensorRTBackend(path, plugins=plugins, imgsz=imgsz, expected=manifest.engine.to_json(),
+                                                 names=manifest.class_names, cuda_graph=cuda_graph)
                 return runner, reason
-            except UserInputError as exc:
+            except DefectrtError as exc:  # a bad, foreign or unloadable engine: the ONNX model still runs
                 if backend == "tensorrt":
                     raise
                 log.warning("defectrt: the engine of %s did not load (%s); falling back to ONNX Runtime", folder, exc)
                 path = onnx_path
                 reason = "ONNX Runtime because the engine did not load: {}".format(exc)
-        if manifest.get("precision") == "bf16" and backend == "auto" and device in (None, "cpu"):
+        if manifest.precision == "bf16" and backend == "auto" and device in (None, "cpu"):
             from defectrt.runtime.openvino_backend import import_openvino
 
             if import_openvino() is not None:
                 return (self._openvino_backend(path, threads, imgsz, manifest),
                         "OpenVINO with bf16 execution: a bf16 bundle is made for it")
             reason += "; this bf16 bundle runs in FP32 on ONNX Runtime (install OpenVINO for bf16)"
-        if manifest.get("precision") == "int8" and manifest.get("int8_flavour") == "trt":  # issue 19
+        if manifest.precision == "int8" and manifest.int8_flavour == "trt":  # issue 19
             log.warning("defectrt: %s is a TensorRT-flavour INT8 bundle; on a CPU it runs slower than its FP32 "
                         "(Q/DQ ops in ONNX Runtime); for a CPU build it with --int8-flavour cpu, or use an FP32 bundle",
                         folder)
@@ -241,14 +248,27 @@ class Detector(object):
 
     def preprocess(self, images, out=None):
         """Image(s) -> (blob (B, 3, h, w) float32, [LetterboxInfo])."""
-        return _preprocess(images, self.imgsz, out=out, pad_value=self.pad_value)
+        try:
+            return _preprocess(images, self.imgsz, out=out, pad_value=self.pad_value)
+        except MemoryError as exc:
+            raise library_failure(exc, "preprocessing {} image(s) to {}x{}".format(
+                len(images) if isinstance(images, (list, tuple)) else 1, *self.imgsz)) from exc
 
     def infer(self, blob):
         """Run the model on a blob; pads it to the model's fixed (or smallest allowed) batch size.
 
-        Only the first n results are read back by postprocess, so the padding never shows.
+        Only the first n results are read back by postprocess, so the padding never shows. A failure inside
+        the backend's library is a RuntimeFailure (OutOfMemory when it ran out of memory) naming the model.
         """
-        return self.backend.infer(self._padded(blob))
+        try:
+            return self.backend.infer(self._padded(blob))
+        except DefectrtError:
+            raise
+        except Exception as exc:
+            if not is_library_failure(exc):
+                raise  # a bug of ours: keep its traceback
+            raise library_failure(exc, "{} running {} on a batch of shape {}".format(
+                self.backend_name, self.source, tuple(blob.shape))) from exc
 
     def _padded(self, blob):
         n = blob.shape[0]

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import BackendUnavailable, NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UnsupportedFormat, UserInputError, library_failure
 from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend, TensorInfo
 
@@ -75,7 +75,8 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(self.path if model_bytes is None else model_bytes, sess_options=opts,
                                                 providers=providers)
         except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
-            raise UserInputError(self._load_error(exc))
+            raise library_failure(exc, "{}: ONNX Runtime loading it".format(self.path),
+                                  UnsupportedFormat(self._load_error(exc))) from None
         self.providers = self.session.get_providers()
         # CPU provider only: tensors and compute on the host; a CUDA / TensorRT provider copies to a GPU.
         self.device = "cpu" if all(p == "CPUExecutionProvider" for p in self.providers) else "cuda"

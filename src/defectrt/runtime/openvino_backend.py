@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from defectrt.errors import BackendUnavailable, NotFound, UserInputError
+from defectrt.errors import BackendUnavailable, NotFound, UnsupportedFormat, UserInputError, library_failure
 from defectrt.modelref import onnx_metadata, parse_imgsz
 from defectrt.runtime import limits, modelinfo
 from defectrt.runtime.backend import Backend
@@ -204,8 +204,9 @@ class OpenVinoBackend(Backend):
             self.compiled = self.core.compile_model(self.model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with a long multi-line text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError("{}: OpenVINO cannot load it ({}); is it an ONNX model from `defectrt export`? "
-                                 "Try backend='onnxruntime'".format(self.path, first[:300]))
+            raise library_failure(exc, "{}: OpenVINO loading it".format(self.path), UnsupportedFormat(
+                "{}: OpenVINO cannot load it ({}); is it an ONNX model from `defectrt export`? Try "
+                "backend='onnxruntime'".format(self.path, first[:300]))) from None
         inputs = self.compiled.inputs
         if len(inputs) != 1:
             raise UserInputError("{} has {} inputs; a defectrt detector has one (images (B, 3, H, W))".format(

@@ -29,7 +29,8 @@ import time
 import numpy as np
 
 from defectrt import trt_compat
-from defectrt.errors import BackendUnavailable, NotFound, UserInputError
+from defectrt.errors import (MEMORY_HINT, BackendUnavailable, NotFound, OutOfMemory, RuntimeFailure, UnsupportedFormat,
+                             UserInputError)
 from defectrt.runtime import modelinfo
 from defectrt.runtime.backend import Backend
 
@@ -219,7 +220,7 @@ def check_recorded_version(path, expected, trt_version):
     if expected and expected.get("tensorrt_version"):
         built = expected["tensorrt_version"]
         if not trt_compat.same_release(built, trt_version):
-            raise UserInputError("{} was built with TensorRT {} but this device has TensorRT {}; engines only run on "
+            raise UnsupportedFormat("{} was built with TensorRT {} but this device has TensorRT {}; engines only run on "
                                  "the version they were built with: {}".format(path, built, trt_version, REBUILD_HINT))
 
 
@@ -256,10 +257,11 @@ class TensorRTBackend(Backend):
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise UserInputError(deserialize_error(self.path, self.version, expected))
+            raise RuntimeFailure(deserialize_error(self.path, self.version, expected))
         self.context = self.engine.create_execution_context()
         if self.context is None:
-            raise UserInputError("{}: could not create an execution context (out of GPU memory?)".format(self.path))
+            raise OutOfMemory("{}: TensorRT could not create an execution context (out of GPU memory); {}".format(
+                self.path, MEMORY_HINT))
         self.io = describe_io(trt, self.engine, self.api)
         inputs = [t for t in self.io if t.is_input]
         if len(inputs) != 1:

@@ -25,19 +25,19 @@ DETECTION_IOU = 0.5
 
 
 def load_golden(folder, manifest):
-    """-> (feeds [{name: array}], outputs [{name: array}]) from the bundle's Polygraphy-format golden files."""
+    """Manifest -> (feeds [{name: array}], outputs [{name: array}]) from the bundle's Polygraphy-format golden files."""
     from polygraphy.comparator import RunResults
     from polygraphy.json import load_json
 
-    golden = manifest.get("golden") or {}
-    if not golden.get("inputs") or not golden.get("outputs"):
+    golden = manifest.golden
+    if golden is None or not golden.inputs or not golden.outputs:
         raise UserInputError("bundle {}: the manifest names no golden data; rebuild it with defectrt export build".format(
             folder))
     from polygraphy.logger import G_LOGGER
 
     with G_LOGGER.verbosity(G_LOGGER.WARNING):  # its "[I] Loading ..." lines would break the printed report
-        feeds = load_json(os.path.join(folder, *golden["inputs"].split("/")))
-        results = RunResults.load(os.path.join(folder, *golden["outputs"].split("/")))
+        feeds = load_json(os.path.join(folder, *golden.inputs.split("/")))
+        results = RunResults.load(os.path.join(folder, *golden.outputs.split("/")))
     (_runner, iterations), = results.items()
     outputs = [{name: np.asarray(arr) for name, arr in it.items()} for it in iterations]
     if len(outputs) != len(feeds):
@@ -136,41 +136,47 @@ def device_info(backend_kind):
     return info
 
 
-def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, detector_factory=None):
+def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, detector_factory=None, spec=None):
     """Run the golden inputs of `bundle` through `backend` and compare; -> the report dict (never raises for a
-    failed comparison or a broken bundle: those are a "fail" verdict with the reason)."""
+    failed comparison or a broken bundle: those are a "fail" verdict with the reason).
+    spec: the settings as one defectrt.options.VerifySpec (then give none of them as keywords)."""
     from defectrt import __version__
-    from defectrt.runtime.bundle import read_manifest
+    from defectrt.options import VerifySpec
+    from defectrt.options import resolve as resolve_options
+    from defectrt.runtime.bundle import Manifest
 
-    if backend not in ("onnxruntime", "tensorrt"):
-        raise UserInputError("--backend {!r}: choose onnxruntime or tensorrt".format(backend))
+    spec = resolve_options(VerifySpec, spec, dict(backend=backend, plugins=plugins, runs=runs, warmup=warmup),
+                           "verify_bundle")
+
+    if spec.backend not in ("onnxruntime", "tensorrt"):
+        raise UserInputError("--backend {!r}: choose onnxruntime or tensorrt".format(spec.backend))
     folder = os.path.abspath(os.fspath(bundle))
     report = {"defectrt": __version__, "date": datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z",
-              "bundle": folder, "backend": backend, "verdict": "fail", "reasons": []}
+              "bundle": folder, "backend": spec.backend, "verdict": "fail", "reasons": []}
     try:
-        manifest = read_manifest(folder)
+        manifest = Manifest.read(folder)
         feeds, goldens = load_golden(folder, manifest)
     except DefectrtError as exc:
         report["reasons"].append(str(exc))
         return report
-    atol, rtol = float(manifest["golden"]["atol"]), float(manifest["golden"]["rtol"])
-    report.update(precision=manifest.get("precision"), int8_flavour=manifest.get("int8_flavour"),
-                  tolerance={"atol": atol, "rtol": rtol}, engine=manifest.get("engine"))
+    atol, rtol = float(manifest.golden.atol), float(manifest.golden.rtol)
+    report.update(precision=manifest.precision, int8_flavour=manifest.int8_flavour,
+                  tolerance={"atol": atol, "rtol": rtol}, engine=manifest.engine.to_json() if manifest.engine else None)
     if detector_factory is None:
         from defectrt.runtime.detector import Detector
 
         detector_factory = Detector
     try:
-        det = detector_factory(folder, backend=backend, plugins=list(plugins or ()))
+        det = detector_factory(folder, backend=spec.backend, plugins=list(spec.plugins or ()))
     except DefectrtError as exc:
-        report["reasons"].append("cannot open the bundle with {}: {}".format(backend, exc))
-        report["device"] = device_info(backend)
+        report["reasons"].append("cannot open the bundle with {}: {}".format(spec.backend, exc))
+        report["device"] = device_info(spec.backend)
         return report
     report["backend_reason"] = getattr(det, "backend_reason", None)
-    report["device"] = device_info(backend)
+    report["device"] = device_info(spec.backend)
     outputs, golden_dets, got_dets, times = {}, [], [], []
-    names = {int(k): v for k, v in (manifest.get("names") or {}).items()}
-    thresholds = manifest.get("thresholds") or {}
+    names = manifest.class_names
+    thresholds = manifest.thresholds.to_json() if manifest.thresholds else {}
     for feed, golden in zip(feeds, goldens):
         blob = np.ascontiguousarray(feed["images"], dtype=np.float32)
         n = blob.shape[0]
@@ -184,10 +190,10 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
         golden_dets += _detections(golden if len(golden) > 1 else next(iter(golden.values())), n, thresholds, names)
         got_dets += _detections({k: np.asarray(v)[:n] for k, v in pred.items()} if len(pred) > 1
                                 else np.asarray(next(iter(pred.values())))[:n], n, thresholds, names)
-        for i in range(warmup + runs):
+        for i in range(spec.warmup + spec.runs):
             t0 = time.perf_counter()
             det.infer(blob)
-            if i >= warmup:
+            if i >= spec.warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
     close = getattr(det, "close", None)
     if callable(close):
@@ -199,7 +205,7 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
                             "thresholds": thresholds}
     if times:
         t = np.asarray(times)
-        report["latency_ms"] = {"runs": len(times), "warmup": warmup, "mean": round(float(t.mean()), 3),
+        report["latency_ms"] = {"runs": len(times), "warmup": spec.warmup, "mean": round(float(t.mean()), 3),
                                 "median": round(float(np.median(t)), 3), "min": round(float(t.min()), 3),
                                 "max": round(float(t.max()), 3), "note": "backend call (H2D + compute + D2H), host clock"}
     for name, rec in outputs.items():
@@ -209,7 +215,7 @@ def verify_bundle(bundle, backend="onnxruntime", plugins=(), runs=20, warmup=2, 
                     rec["outside_tolerance"], rec["elements"], atol, rtol, rec["max_abs_error"], rec["max_rel_error"]))))
     if n_golden and matched < n_golden:
         report["notes"] = ["{} of {} golden detections found again (class and IoU >= {}); borderline scores may flip "
-                           "at {}".format(matched, n_golden, DETECTION_IOU, manifest.get("precision"))]
+                           "at {}".format(matched, n_golden, DETECTION_IOU, manifest.precision)]
     report["verdict"] = "pass" if not report["reasons"] else "fail"
     return report
 

@@ -23,6 +23,7 @@ import shutil
 
 from defectrt import __version__
 from defectrt.errors import UserInputError
+from defectrt.runtime.bundle import Batch, Manifest, Thresholds
 from defectrt.serving import protocol
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino", "python")
@@ -55,11 +56,11 @@ def _model_io(onnx_path, manifest):
 
     in_name, in_type, in_dims = describe(inputs[0])
     out_name, out_type, out_dims = describe(model.graph.output[0])
-    h, w = (int(v) for v in manifest["imgsz"])
+    h, w = (int(v) for v in manifest.imgsz)
     if len(in_dims) != 4 or len(out_dims) != 3:
         raise UserInputError("{}: input {} and output {} are not (B, 3, H, W) and (B, 4 + nc, A)".format(
             onnx_path, in_dims, out_dims))
-    nc = len(manifest.get("names") or {}) or (out_dims[1] - 4 if out_dims[1] > 0 else -1)
+    nc = len(manifest.class_names) or (out_dims[1] - 4 if out_dims[1] > 0 else -1)
     anchors = sum((h // s) * (w // s) for s in STRIDES)
     in_dims = [3, in_dims[2] if in_dims[2] > 0 else h, in_dims[3] if in_dims[3] > 0 else w]
     out_dims = [out_dims[1] if out_dims[1] > 0 else 4 + nc, out_dims[2] if out_dims[2] > 0 else anchors]
@@ -98,8 +99,8 @@ def _instances(count, kind):
 def model_configs(name, manifest, io, backend, max_batch, instances, delay_us=1000):
     """-> {model folder name: config.pbtxt text} of the four models."""
     (in_name, in_type, in_np, in_dims), (out_name, out_type, out_dims) = io
-    names = {str(k): v for k, v in (manifest.get("names") or {}).items()}
-    thresholds = manifest.get("thresholds") or {}
+    names = {str(k): v for k, v in manifest.class_names.items()}
+    thresholds = manifest.thresholds or Thresholds()
     pre, net, post = name + "_preprocess", name + "_model", name + "_postprocess"
     shape = "orig_shape", "TYPE_INT32", [2]
     configs = {}
@@ -107,7 +108,7 @@ def model_configs(name, manifest, io, backend, max_batch, instances, delay_us=10
                     + _io_block("input", _image_input())
                     + _io_block("output", [("images", in_type, in_dims), shape])
                     + _instances(instances, "KIND_CPU")
-                    + _params({"imgsz": json.dumps(list(manifest["imgsz"])), "dtype": in_np,
+                    + _params({"imgsz": json.dumps(list(manifest.imgsz)), "dtype": in_np,
                                "defectrt_version": __version__}))
     if backend == "tensorrt":
         head, kind = 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n', "KIND_GPU"
@@ -125,9 +126,9 @@ def model_configs(name, manifest, io, backend, max_batch, instances, delay_us=10
                      + _io_block("input", [(out_name, out_type, out_dims), shape])
                      + _io_block("output", _protocol_outputs())
                      + _instances(instances, "KIND_CPU")
-                     + _params({"imgsz": json.dumps(list(manifest["imgsz"])), "names": json.dumps(names),
-                                "conf": thresholds.get("conf", 0.25), "iou": thresholds.get("iou", 0.45),
-                                "max_det": thresholds.get("max_det", 300), "output_name": out_name,
+                     + _params({"imgsz": json.dumps(list(manifest.imgsz)), "names": json.dumps(names),
+                                "conf": thresholds.value("conf", 0.25), "iou": thresholds.value("iou", 0.45),
+                                "max_det": thresholds.value("max_det", 300), "output_name": out_name,
                                 "defectrt_version": __version__}))
 
     def step(model, inputs, outputs):
@@ -185,15 +186,15 @@ def check_configs(configs):
 
 
 def _max_batch(manifest, backend, max_batch):
-    b = manifest.get("batch") or {}
-    if not b.get("dynamic"):
-        size = int(b.get("size", 1))
+    b = manifest.batch or Batch()
+    if not b.dynamic:
+        size = int(b.value("size", 1))
         if size != 1 or (max_batch not in (None, 1)):
             raise UserInputError("the bundle's model takes a fixed batch of {}; Triton's batcher needs batch 1 or a "
                                  "dynamic batch: rebuild it with `defectrt export build ... --dynamic-batch "
                                  "--max-batch N`".format(size))
         return 1
-    limit = int(b.get("max", 8))
+    limit = int(b.value("max", 8))
     value = int(max_batch) if max_batch is not None else limit
     if value < 1:
         raise UserInputError("--max-batch {}: must be at least 1".format(value))
@@ -206,7 +207,6 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
                       queue_delay_us=1000):
     """Write the repository; -> {"models": [...], "backend": ..., "max_batch": ..., "path": output}."""
     from defectrt.fileio import atomic_dir
-    from defectrt.runtime.bundle import read_manifest
     from defectrt.serving.server import model_name
 
     if backend not in BACKENDS:
@@ -214,8 +214,8 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
     if int(instances) < 1:
         raise UserInputError("--instances {}: must be at least 1".format(instances))
     bundle = os.fspath(bundle)
-    manifest = read_manifest(bundle)
-    engine = manifest.get("engine") or None
+    manifest = Manifest.read(bundle)
+    engine = manifest.engine
     if backend == "auto":
         backend = "tensorrt" if engine else "onnxruntime"
     if backend == "tensorrt" and not engine:
@@ -223,7 +223,7 @@ def export_repository(bundle, output, name=None, max_batch=None, instances=1, ba
                              "use --backend onnxruntime / openvino".format(bundle, bundle))
     name = model_name(bundle, name)
     batch = _max_batch(manifest, backend, max_batch)
-    onnx_path = os.path.join(bundle, manifest.get("model", "model.onnx"))
+    onnx_path = os.path.join(bundle, manifest.model)
     io = _model_io(onnx_path, manifest)
     configs = model_configs(name, manifest, io, backend, batch, int(instances), queue_delay_us)
     check_configs(configs)

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable, UnsupportedFormat, UserInputError
 from defectrt.serving import protocol
 
 log = logging.getLogger("defectrt")
@@ -80,49 +80,57 @@ def _tensors():
 
 def serve(bundle, http_port=None, grpc_port=None, metrics_port=None, address="127.0.0.1", max_batch=8, instances=1,
           name=None, queue_delay_us=DEFAULT_QUEUE_DELAY_US, backend="auto", threads=None, stub_env=None,
-          exit_timeout_s=10, verbose=False, on_ready=None):
-    """Serve a bundle until interrupted (SIGINT / SIGTERM). on_ready(urls) is called once it answers."""
+          exit_timeout_s=10, verbose=False, on_ready=None, spec=None):
+    """Serve a bundle until interrupted (SIGINT / SIGTERM). on_ready(urls) is called once it answers.
+    spec: the settings as one defectrt.options.ServeSpec (then give none of them as keywords)."""
+    from defectrt.options import DetectorOptions, ServeSpec, make
+    from defectrt.options import resolve as resolve_options
+
+    spec = resolve_options(ServeSpec, spec, dict(
+        http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, address=address, max_batch=max_batch,
+        instances=instances, name=name, queue_delay_us=queue_delay_us, backend=backend, threads=threads,
+        exit_timeout_s=exit_timeout_s, verbose=verbose), "serve")
     from defectrt.runtime import bundle as bundle_mod
     from defectrt.runtime.detector import Detector, resolve_model_path
     from defectrt.serving import stub_env as stub_mod
 
-    if int(max_batch) < 1:
-        raise UserInputError("--max-batch {}: must be at least 1".format(max_batch))
-    if int(instances) < 1:
-        raise UserInputError("--instances {}: must be at least 1".format(instances))
+    if int(spec.max_batch) < 1:
+        raise UserInputError("--max-batch {}: must be at least 1".format(spec.max_batch))
+    if int(spec.instances) < 1:
+        raise UserInputError("--instances {}: must be at least 1".format(spec.instances))
     path = resolve_model_path(bundle)
     if not bundle_mod.is_bundle(path):
-        raise UserInputError("{}: not a bundle folder (no manifest.json); build one with `defectrt export build`".format(
+        raise UnsupportedFormat("{}: not a bundle folder (no manifest.json); build one with `defectrt export build`".format(
             path))
     env = stub_mod.require(stub_env)
-    name = model_name(path, name)
+    name = model_name(path, spec.name)
     # Load (and verify) the model here, before the server starts: a bad bundle fails fast with its own message.
-    functions = [_InferFunction(lambda: Detector(path, backend=backend, threads=threads, max_batch=max_batch))
-                 for _ in range(int(instances))]
+    options = make(DetectorOptions, backend=spec.backend, threads=spec.threads, max_batch=spec.max_batch)
+    functions = [_InferFunction(lambda: Detector(path, options=options)) for _ in range(int(spec.instances))]
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as exc:
-        raise UserInputError("defectrt serve needs PyTriton: pip install 'defectrt[triton]' and "
+        raise BackendUnavailable("defectrt serve needs PyTriton: pip install 'defectrt[triton]' and "
                              "nvidia-pytriton==0.7.0 --no-deps (see docs/SERVING.md) ({})".format(exc))
     stub_mod.use_for_pytriton(env)
-    ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+    ports = {"http": spec.http_port, "grpc": spec.grpc_port, "metrics": spec.metrics_port}
     ports = {k: int(v if v is not None else DEFAULT_PORTS[k]) for k, v in ports.items()}
-    config = TritonConfig(http_address=address, http_port=ports["http"], grpc_address=address, grpc_port=ports["grpc"],
-                          metrics_address=address, metrics_port=ports["metrics"], allow_gpu_metrics=False,
-                          exit_timeout_secs=int(exit_timeout_s), log_verbose=1 if verbose else None)
+    config = TritonConfig(http_address=spec.address, http_port=ports["http"], grpc_address=spec.address,
+                          grpc_port=ports["grpc"], metrics_address=spec.address, metrics_port=ports["metrics"], allow_gpu_metrics=False,
+                          exit_timeout_secs=int(spec.exit_timeout_s), log_verbose=1 if spec.verbose else None)
     inputs, outputs = _tensors()
     # Loading / unloading models, shared memory, tracing and logging stay behind PyTriton's random token;
     # statistics stay open: read-only, and how `bench --triton` and TritonDetector see batches and models.
     security = TritonSecurityConfig(restricted_endpoints=list(RESTRICTED))
     with Triton(config=config, security_config=security) as triton:
         triton.bind(model_name=name, infer_func=functions, inputs=inputs, outputs=outputs,
-                    config=ModelConfig(max_batch_size=int(max_batch),
-                                       batcher=DynamicBatcher(max_queue_delay_microseconds=int(queue_delay_us))),
+                    config=ModelConfig(max_batch_size=int(spec.max_batch),
+                                       batcher=DynamicBatcher(max_queue_delay_microseconds=int(spec.queue_delay_us))),
                     strict=True)
         triton.run()
-        urls = {"http": "http://{}:{}".format(address, ports["http"]), "grpc": "grpc://{}:{}".format(
-            address, ports["grpc"]), "metrics": "http://{}:{}/metrics".format(address, ports["metrics"]),
+        urls = {"http": "http://{}:{}".format(spec.address, ports["http"]), "grpc": "grpc://{}:{}".format(
+            spec.address, ports["grpc"]), "metrics": "http://{}:{}/metrics".format(spec.address, ports["metrics"]),
             "model": name}
         if on_ready is not None:
             on_ready(urls)

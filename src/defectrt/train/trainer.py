@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import copy
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectrt.errors import UserInputError
+from defectrt.errors import UnsupportedFormat, UserInputError
 from defectrt.fileio import atomic_path, next_run_dir
 from defectrt.modelref import ModelRef, parse_imgsz
 from defectrt.models import torchzip
@@ -157,11 +158,12 @@ def _load_state(path):
         raise UserInputError("{} (--resume: only the weights/{} that `defectrt train` wrote can be resumed; "
                              "resume another run or start a new one)".format(exc, STATE_FILE)) from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise UserInputError("{}: not a defectrt training state (version {})".format(path, STATE_VERSION))
+        raise UnsupportedFormat("{}: not a defectrt training state (version {}); resume from a last.pt that `defectrt "
+                                "train` wrote".format(path, STATE_VERSION))
     foreign = _first_foreign(state)
     if foreign is not None:
-        raise UserInputError("{}: not a defectrt training state: it holds a {} at {}; a training state holds only "
-                             "tensors, numbers, strings, lists and dicts".format(path, *foreign))
+        raise UnsupportedFormat("{}: not a defectrt training state: it holds a {} at {}; a training state holds only "
+                                "tensors, numbers, strings, lists and dicts".format(path, *foreign))
     return state
 
 
@@ -285,7 +287,7 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
           workers=0, seed=0, project="runs/train", name="exp", resume=False, device="cpu", threads=None,
           momentum=None, weight_decay=5e-4, lrf=0.01, cos_lr=True, warmup_epochs=3.0, augment=True,
           mosaic=0.0, close_mosaic=0, val_interval=None, cache=True, grad_clip=10.0, ema_tau=None,
-          crop=None, bn_recal=64, stop_after=None, callbacks=None, progress=True, log=print):
+          crop=None, bn_recal=64, stop_after=None, callbacks=None, progress=True, log=print, spec=None):
     """Train a YOLO11 detector; returns a TrainResult.
 
     model: registry name (new model with the dataset's classes), checkpoint path, `demo:NAME` or an
@@ -302,55 +304,65 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
     `val_interval` may change (they do not change what is learnt).
     stop_after: stop (resumably) after this many epochs in this call. callbacks: {"on_epoch_end":
     fn(info dict)}; an exception raised there stops the run after that epoch's files are written.
+    spec: the settings as one defectrt.options.TrainSpec (then give none of them as keywords).
     """
     from defectrt.data.dataset import load_dataset
     from defectrt.models.checkpoint import save as save_ckpt
     from defectrt.train.data import DEFAULT_AUGMENT, TrainDataset, batches, n_batches
     from defectrt.train.losses import DetectionLoss
 
+    from defectrt.options import TrainSpec
+    from defectrt.options import resolve as resolve_options
+
+    spec = resolve_options(TrainSpec, spec, dict(
+        epochs=epochs, imgsz=imgsz, batch=batch, lr=lr, optimizer=optimizer, box_loss=box_loss, workers=workers,
+        seed=seed, project=project, name=name, resume=resume, device=device, threads=threads, momentum=momentum,
+        weight_decay=weight_decay, lrf=lrf, cos_lr=cos_lr, warmup_epochs=warmup_epochs, augment=augment,
+        mosaic=mosaic, close_mosaic=close_mosaic, val_interval=val_interval, cache=cache, grad_clip=grad_clip,
+        ema_tau=ema_tau, crop=crop, bn_recal=bn_recal, stop_after=stop_after), "train")
     t_start = time.time()
     callbacks = callbacks or {}
-    if threads:
-        torch.set_num_threads(int(threads))
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
     state = None
-    if resume:
-        save_dir = find_resumable(project) if resume is True else _run_dir_of(resume)
+    if spec.resume:
+        save_dir = find_resumable(spec.project) if spec.resume is True else _run_dir_of(spec.resume)
         state_path = os.path.join(save_dir, "weights", STATE_FILE)
         if not os.path.isfile(state_path):
             raise UserInputError("--resume: {} has no {}".format(save_dir, os.path.join("weights", STATE_FILE)))
         state = _load_state(state_path)
         cfg = dict(state["config"])
-        if epochs is not None and int(epochs) > cfg["epochs"]:
-            cfg["epochs"] = int(epochs)
+        if spec.epochs is not None and int(spec.epochs) > cfg["epochs"]:
+            cfg["epochs"] = int(spec.epochs)
         if state["epoch"] >= cfg["epochs"]:
             raise UserInputError("--resume: {} already finished its {} epochs; pass a larger --epochs to extend it"
                                  .format(save_dir, cfg["epochs"]))
-        cfg["workers"] = workers  # how to load data may change between calls, what to train may not
-        if val_interval:
-            cfg["val_interval"] = max(1, int(val_interval))
+        cfg["workers"] = spec.workers  # how to load data may change between calls, what to train may not
+        if spec.val_interval:
+            cfg["val_interval"] = max(1, int(spec.val_interval))
     else:
-        optimizer = optimizer.lower()
-        if optimizer not in OPTIMIZERS:
-            raise UserInputError("optimizer {!r}: use one of {}".format(optimizer, ", ".join(OPTIMIZERS)))
-        if box_loss not in ("ciou", "nwd"):
-            raise UserInputError("box loss {!r}: use ciou or nwd".format(box_loss))
-        epochs = 100 if epochs is None else epochs
-        if int(epochs) < 1 or int(batch) < 1:
+        spec = dataclasses.replace(spec, optimizer=spec.optimizer.lower(),
+                                   epochs=100 if spec.epochs is None else spec.epochs)
+        if spec.optimizer not in OPTIMIZERS:
+            raise UserInputError("optimizer {!r}: use one of {}".format(spec.optimizer, ", ".join(OPTIMIZERS)))
+        if spec.box_loss not in ("ciou", "nwd"):
+            raise UserInputError("box loss {!r}: use ciou or nwd".format(spec.box_loss))
+        if int(spec.epochs) < 1 or int(spec.batch) < 1:
             raise UserInputError("epochs and batch must be at least 1")
-        aug = dict(DEFAULT_AUGMENT) if augment is True else ({} if augment is False else dict(DEFAULT_AUGMENT, **augment))
-        if aug and not (isinstance(augment, dict) and "mosaic" in augment):
-            aug["mosaic"] = float(mosaic)
+        aug = dict(DEFAULT_AUGMENT) if spec.augment is True else ({} if spec.augment is False else dict(DEFAULT_AUGMENT, **spec.augment))
+        if aug and not (isinstance(spec.augment, dict) and "mosaic" in spec.augment):
+            aug["mosaic"] = float(spec.mosaic)
         cfg = {
             "model": model if isinstance(model, str) else "<module>",
             "data": os.path.abspath(os.fspath(data)),
-            "epochs": int(epochs), "imgsz": list(_imgsz(imgsz)), "batch": int(batch),
-            "optimizer": optimizer, "lr": float(lr if lr is not None else DEFAULT_LR[optimizer]),
-            "momentum": float(momentum if momentum is not None else (0.9 if optimizer == "adamw" else 0.937)),
-            "weight_decay": float(weight_decay), "lrf": float(lrf), "cos_lr": bool(cos_lr),
-            "warmup_epochs": float(warmup_epochs), "box_loss": box_loss, "seed": int(seed),
-            "augment": aug or None, "close_mosaic": int(close_mosaic), "val_interval": max(1, int(val_interval or 1)),
-            "grad_clip": float(grad_clip) if grad_clip else 0.0, "ema_tau": ema_tau, "workers": workers,
-            "crop": list(_imgsz(crop)) if crop else None, "bn_recal": int(bn_recal or 0),
+            "epochs": int(spec.epochs), "imgsz": list(_imgsz(spec.imgsz)), "batch": int(spec.batch),
+            "optimizer": spec.optimizer, "lr": float(spec.lr if spec.lr is not None else DEFAULT_LR[spec.optimizer]),
+            "momentum": float(spec.momentum if spec.momentum is not None else (0.9 if spec.optimizer == "adamw" else 0.937)),
+            "weight_decay": float(spec.weight_decay), "lrf": float(spec.lrf), "cos_lr": bool(spec.cos_lr),
+            "warmup_epochs": float(spec.warmup_epochs), "box_loss": spec.box_loss, "seed": int(spec.seed),
+            "augment": aug or None, "close_mosaic": int(spec.close_mosaic), "val_interval": max(1, int(spec.val_interval or 1)),
+            "grad_clip": float(spec.grad_clip) if spec.grad_clip else 0.0, "ema_tau": spec.ema_tau, "workers": spec.workers,
+            "crop": list(_imgsz(spec.crop)) if spec.crop else None, "bn_recal": int(spec.bn_recal or 0),
         }
     imgsz = tuple(cfg["imgsz"])
 
@@ -362,13 +374,13 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
     if state is None:
         _set_seed(cfg["seed"])
         net = _resolve_model(model, train_set)
-        save_dir = next_run_dir(project, name)
+        save_dir = next_run_dir(spec.project, spec.name)
     else:
         from defectrt.models.checkpoint import load as load_ckpt
 
         net = load_ckpt(os.path.join(save_dir, "weights", "last.safetensors"))
         net.load_state_dict(state["model"])
-    dev = torch.device(device)
+    dev = torch.device(spec.device)
     net = net.to(dev).float()
     net.train()
     for p in net.parameters():
@@ -379,8 +391,8 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
     os.makedirs(wdir, exist_ok=True)
 
     ds = TrainDataset(train_set, imgsz, augment=cfg["augment"] if cfg["augment"] else None, seed=cfg["seed"],
-                      cache=cache, crop=cfg.get("crop"))
-    if cache:
+                      cache=spec.cache, crop=cfg.get("crop"))
+    if spec.cache:
         it = range(len(ds))
         if progress:
             from tqdm import tqdm
@@ -468,7 +480,7 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
         final = recalibrate_bn(copy.deepcopy(ema.ema), [b.to(dev) for b in recal_batches]).eval()
         del recal_batches
         if (epoch_idx + 1) % cfg["val_interval"] == 0 or last_epoch or (
-                stop_after is not None and done_here + 1 >= stop_after):
+                spec.stop_after is not None and done_here + 1 >= spec.stop_after):
             metrics = validate(final, val_set, imgsz) if len(val_set) else None
         else:
             metrics = None
@@ -509,7 +521,7 @@ def train(model, data, epochs=100, imgsz=(640, 640), batch=16, lr=None, optimize
             except BaseException as exc:  # noqa: B902 - any stop request ends the run cleanly, resumable
                 stop_exc = exc
                 break
-        if stop_after is not None and done_here >= stop_after and not finished:
+        if spec.stop_after is not None and done_here >= spec.stop_after and not finished:
             break
     finished = epoch >= cfg["epochs"]
     result = TrainResult(save_dir=save_dir, last=os.path.join(wdir, "last.safetensors"),
