@@ -149,6 +149,32 @@ def test_bundle_format_problems_are_unsupported_format(tmp_path):
         bundle.Manifest.read(folder)
 
 
+def test_bundle_file_problems_have_the_native_librarys_statuses(tmp_path):
+    # native/src/bundle.cpp: a listed file missing -> NotFound; changed bytes, a malformed hash or path, an
+    # unlisted model -> UnsupportedFormat. The Python runtime must say the same status for the same bundle.
+    from defectrt.errors import NotFound
+
+    folder = make_bundle(str(tmp_path / "b"), rect_finder())
+    path = os.path.join(folder, "manifest.json")
+    with open(path) as f:
+        good = json.load(f)
+    model = os.path.join(folder, "model.onnx")
+    with open(model, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(UnsupportedFormat, match="model.onnx does not match its sha256.*copy the bundle again"):
+        bundle.Manifest.read(folder, verify=True)
+    os.remove(model)
+    with pytest.raises(NotFound, match="model.onnx is listed in manifest.json but missing"):
+        bundle.Manifest.read(folder, verify=True)
+    for files, words in (({"model.onnx": "xyz"}, "not 64 hex digits"), ({"../x": "0" * 64}, "'../x'"),
+                         ({"other.onnx": "0" * 64}, "model file model.onnx is not listed")):
+        with open(path, "w") as f:
+            json.dump(dict(good, files=files), f)
+        with pytest.raises(UnsupportedFormat, match=words) as info:
+            bundle.Manifest.read(folder)
+        assert info.value.status == "UnsupportedFormat"
+
+
 def test_tensorrt_engine_choice_errors(tmp_path):
     record = {"file": "model.engine", "tensorrt_version": "10.3.0"}
     m = bundle.Manifest.from_json({"model": "model.onnx", "engine": record})

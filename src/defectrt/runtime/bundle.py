@@ -58,8 +58,8 @@ def path_problem(rel):
 def check_relpath(rel, where):
     why = path_problem(rel)
     if why:
-        raise UserInputError("{}: the path {!r} {}; paths in a bundle are relative to its folder, e.g. "
-                             "model.onnx. Rebuild the bundle with `defectrt export build`".format(where, rel, why))
+        raise UnsupportedFormat("{}: the path {!r} {}; paths in a bundle are relative to its folder, e.g. "
+                                "model.onnx. Rebuild the bundle with `defectrt export build`".format(where, rel, why))
     return rel
 
 
@@ -70,8 +70,8 @@ def resolve_file(folder, rel, where=None):
     root = os.path.realpath(os.fspath(folder))
     full = os.path.realpath(os.path.join(root, *rel.split("/")))
     if os.path.commonpath([root, full]) != root:
-        raise UserInputError("{}: {} leaves the bundle folder (a link to {}); a bundle holds its own files, copy "
-                             "them in instead of linking".format(where, rel, full))
+        raise UnsupportedFormat("{}: {} leaves the bundle folder (a link to {}); a bundle holds its own files, copy "
+                                "them in instead of linking".format(where, rel, full))
     return full
 
 
@@ -105,10 +105,10 @@ def read_manifest(folder, verify=True):
     check_manifest(manifest, path)
     model = manifest.get("model", "model.onnx")
     if model not in files:
-        raise UserInputError("{}: the model file {} is not listed in `files`; rebuild the bundle".format(path, model))
+        raise UnsupportedFormat("{}: the model file {} is not listed in `files`; rebuild the bundle".format(path, model))
     engine = manifest.get("engine")
     if engine and engine.get("file") and engine["file"] not in files:
-        raise UserInputError("{}: the engine {} is not listed in `files`; run {}".format(
+        raise UnsupportedFormat("{}: the engine {} is not listed in `files`; run {}".format(
             path, engine["file"], REBUILD.format(folder)))
     if verify:
         verify_files(folder, files)
@@ -123,7 +123,7 @@ def check_manifest(manifest, where):
     for rel, digest in files.items():
         check_relpath(rel, where)
         if not isinstance(digest, str) or not _SHA256.match(digest):
-            raise UserInputError("{}: the sha256 of {} is not 64 hex digits; rebuild the bundle".format(where, rel))
+            raise UnsupportedFormat("{}: the sha256 of {} is not 64 hex digits; rebuild the bundle".format(where, rel))
     check_relpath(manifest.get("model", "model.onnx"), where)
     engine = manifest.get("engine")
     if engine is not None and not isinstance(engine, dict):
@@ -151,10 +151,10 @@ def verify_files(folder, files):
     for rel, expected in sorted(files.items()):
         full = resolve_file(folder, rel)
         if not os.path.isfile(full):
-            raise UserInputError("bundle {}: {} is listed in {} but missing; copy the whole bundle folder "
-                                 "again or rebuild it".format(folder, rel, MANIFEST))
+            raise NotFound("bundle {}: {} is listed in {} but missing; copy the whole bundle folder "
+                           "again or rebuild it".format(folder, rel, MANIFEST))
         if sha256_file(full) != expected:
-            raise UserInputError(_mismatch(folder, rel))
+            raise UnsupportedFormat(_mismatch(folder, rel))
 
 
 def _mismatch(folder, rel):
@@ -170,9 +170,9 @@ def read_verified(folder, manifest, rel):
         with open(full, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise UserInputError("bundle {}: cannot read {} ({})".format(folder, rel, exc.strerror))
+        raise NotFound("bundle {}: cannot read {} ({})".format(folder, rel, exc.strerror))
     if hashlib.sha256(data).hexdigest() != manifest.files.get(rel):
-        raise UserInputError(_mismatch(folder, rel))
+        raise UnsupportedFormat(_mismatch(folder, rel))
     return data
 
 
