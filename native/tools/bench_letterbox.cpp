@@ -18,7 +18,18 @@
 
 namespace {
 
-bool parse_size(const char* s, int* w, int* h) { return std::sscanf(s, "%dx%d", w, h) == 2 && *w > 0 && *h > 0; }
+// "WxH" with 1 <= W, H <= 65536.
+bool parse_size(const char* s, int* w, int* h) {
+  char* end = nullptr;
+  const long a = std::strtol(s, &end, 10);
+  if (end == s || *end != 'x') return false;
+  const char* rest = end + 1;
+  const long b = std::strtol(rest, &end, 10);
+  if (end == rest || *end != '\0' || a < 1 || b < 1 || a > 65536 || b > 65536) return false;
+  *w = static_cast<int>(a);
+  *h = static_cast<int>(b);
+  return true;
+}
 
 int usage() {
   std::fprintf(stderr,
