@@ -14,6 +14,11 @@
     (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
 #define DRT_LETTERBOX_SSE2 1
 #include <emmintrin.h>
+#elif !defined(DRT_LETTERBOX_NO_SIMD) && (defined(__aarch64__) || defined(_M_ARM64))
+// NEON is baseline on AArch64 (every Jetson): same structure as the SSE2 pass. Checked bit-exact under qemu-user
+// (native/portability.sh, part aarch64); its speed is not measured on an ARM CPU.
+#define DRT_LETTERBOX_NEON 1
+#include <arm_neon.h>
 #endif
 
 namespace drt {
@@ -70,10 +75,11 @@ namespace {
 // The fast CPU path. Same arithmetic as lb::sample (OpenCV's INTER_LINEAR on uint8), laid out the way OpenCV itself
 // runs it: a horizontal pass per source row into 16-bit planes (each needed source row computed once and kept in a
 // two-row cache), then a vertical pass per destination row that blends two such rows, clamps, divides by 255 and
-// writes the three float planes. The horizontal pass has an SSE2 version for 3- and 4-channel pixels (x86-64's
-// baseline: every x86-64 compiler has it without flags); everything else is plain C++ over contiguous arrays that
-// compilers vectorise (the vertical pass, the copy and 2x paths), and the plain horizontal pass is the fallback
-// for other CPUs, gray images and the last columns of a row (see Taps::simd_end).
+// writes the three float planes. The horizontal pass has SSE2 (x86-64's baseline: no compiler flag needed) and
+// NEON (AArch64's) versions for 3- and 4-channel pixels, and the vertical pass an SSE2 one; everything else is plain
+// C++ over contiguous arrays that compilers vectorise (the vertical pass on ARM, the copy and 2x paths), and the
+// plain horizontal pass is the fallback for other CPUs, gray images and the last columns of a row
+// (Taps::simd_end). native/tests checks every path against lb::sample, the plain one too (simd = false).
 // The profile of the one-pass version (perf, 1280x720 BGR -> 672x378 of 672x384): ~98 % in the per-pixel loop, which
 // computed both horizontal taps of both rows for each of the 3 channels in scalar code (about 60 instructions per
 // pixel, the plane pointers spilled to the stack); the pad fill did not show.
@@ -147,6 +153,16 @@ void horizontal_plain(const uint8_t* DRT_RESTRICT row, const Taps& t, const int*
   }
 }
 
+// The same for a gray row: one plane.
+void horizontal_gray(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* DRT_RESTRICT h) {
+  const int32_t* x0 = t.x0.data();
+  const int32_t* x1 = t.x1.data();
+  const int16_t* a = t.a.data();
+  const int n = static_cast<int>(t.x0.size());
+  for (int dx = 0; dx < n; ++dx)
+    h[dx] = static_cast<int16_t>((row[x0[dx]] * a[2 * dx] + row[x1[dx]] * a[2 * dx + 1]) >> 4);
+}
+
 #if defined(DRT_LETTERBOX_SSE2)
 // The 4 channel sums of one destination pixel: load 8 bytes at the left source pixel (it and its right neighbour),
 // pair each channel of the two pixels, then one multiply-add with (a0, a1) per pair. Lane 3 is junk for 3 channels.
@@ -192,6 +208,32 @@ int horizontal_sse2(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* con
 }
 #endif
 
+#if defined(DRT_LETTERBOX_NEON)
+// As horizontal_pixel (SSE2), already shifted and narrowed: (p0 * a0 + p1 * a1) >> 4 of channels 0..3.
+template <int CN>
+inline uint16x4_t horizontal_pixel(const uint8_t* p, const int16_t* a) {
+  const uint8x8_t v = vld1_u8(p);
+  const uint8x8_t next = vext_u8(v, v, CN);  // the right neighbour at byte 0
+  uint32x4_t h = vmull_n_u16(vget_low_u16(vmovl_u8(v)), static_cast<uint16_t>(a[0]));
+  h = vmlal_n_u16(h, vget_low_u16(vmovl_u8(next)), static_cast<uint16_t>(a[1]));
+  return vshrn_n_u32(h, 4);
+}
+
+template <int CN>
+int horizontal_neon(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* const* by_src) {
+  const int32_t* x0 = t.x0.data();
+  const int16_t* a = t.a.data();
+  const int end = t.simd_end & ~7;
+  uint16_t pixels[32];  // 8 pixels x 4 channels; vld4q de-interleaves them into 4 x 8 lanes
+  for (int dx = 0; dx < end; dx += 8) {
+    for (int k = 0; k < 8; ++k) vst1_u16(pixels + 4 * k, horizontal_pixel<CN>(row + x0[dx + k], a + 2 * (dx + k)));
+    const uint16x8x4_t c = vld4q_u16(pixels);
+    for (int k = 0; k < 3; ++k) vst1q_s16(by_src[k] + dx, vreinterpretq_s16_u16(c.val[k]));
+  }
+  return end;
+}
+#endif
+
 // One source row -> its three int16 planes (R, G, B) of new_w columns.
 void horizontal_row(const uint8_t* row, int cn, const int* off, const Taps& t, bool simd, int16_t* h0, int16_t* h1,
                     int16_t* h2) {
@@ -203,10 +245,21 @@ void horizontal_row(const uint8_t* row, int cn, const int* off, const Taps& t, b
     for (int p = 0; p < 3; ++p) by_src[off[p]] = planes[p];
     begin = cn == 3 ? horizontal_sse2<3>(row, t, by_src) : horizontal_sse2<4>(row, t, by_src);
   }
+#elif defined(DRT_LETTERBOX_NEON)
+  if (simd && cn >= 3) {
+    int16_t* by_src[3];
+    int16_t* planes[3] = {h0, h1, h2};
+    for (int p = 0; p < 3; ++p) by_src[off[p]] = planes[p];
+    begin = cn == 3 ? horizontal_neon<3>(row, t, by_src) : horizontal_neon<4>(row, t, by_src);
+  }
 #else
   (void)simd;
   (void)cn;
 #endif
+  if (cn == 1) {  // gray: the three planes are equal; the caller uses h0 only
+    horizontal_gray(row, t, h0);
+    return;
+  }
   horizontal_plain(row, t, off, begin, static_cast<int>(t.x0.size()), h0, h1, h2);
 }
 
@@ -366,8 +419,13 @@ void letterbox_to_planes(const ImageView& im, const lb::Geometry& g, float* out,
     const int16_t* s0 = cache.get(y0, y1, fill_row(y0));
     const int16_t* s1 = cache.get(y1, y0, fill_row(y1));
     const size_t o = static_cast<size_t>(dy + g.pad_top) * W + g.pad_left;
-    for (int c = 0; c < 3; ++c)
-      vertical_plane(s0 + static_cast<size_t>(c) * n, s1 + static_cast<size_t>(c) * n, b0, b1, g.new_w, simd, planes[c] + o);
+    for (int c = 0; c < (cn == 1 ? 1 : 3); ++c)
+      vertical_plane(s0 + static_cast<size_t>(c) * n, s1 + static_cast<size_t>(c) * n, b0, b1, g.new_w, simd,
+                     planes[c] + o);
+    if (cn == 1) {  // gray: G and B are R
+      std::copy(planes[0] + o, planes[0] + o + g.new_w, planes[1] + o);
+      std::copy(planes[0] + o, planes[0] + o + g.new_w, planes[2] + o);
+    }
   }
 }
 
