@@ -185,10 +185,10 @@ inline void transpose3(__m128i p0, __m128i p1, __m128i p2, __m128i p3, __m128i* 
   *c2 = _mm_unpacklo_epi64(t2, t3);
 }
 
-// Columns [0, end & ~7) with SSE2; returns where the plain pass must go on. `by_src[k]` is the plane of the source
+// Columns [0, simd_end & ~7) with SSE2; returns where the plain pass must go on. `by_src[k]` is the plane of the source
 // pixel's byte k.
 template <int CN>
-int horizontal_sse2(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* const* by_src) {
+int horizontal_simd(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* const* by_src) {
   const int32_t* x0 = t.x0.data();
   const int16_t* a = t.a.data();
   const int end = t.simd_end & ~7;
@@ -220,7 +220,7 @@ inline uint16x4_t horizontal_pixel(const uint8_t* p, const int16_t* a) {
 }
 
 template <int CN>
-int horizontal_neon(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* const* by_src) {
+int horizontal_simd(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* const* by_src) {
   const int32_t* x0 = t.x0.data();
   const int16_t* a = t.a.data();
   const int end = t.simd_end & ~7;
@@ -237,29 +237,21 @@ int horizontal_neon(const uint8_t* DRT_RESTRICT row, const Taps& t, int16_t* con
 // One source row -> its three int16 planes (R, G, B) of new_w columns.
 void horizontal_row(const uint8_t* row, int cn, const int* off, const Taps& t, bool simd, int16_t* h0, int16_t* h1,
                     int16_t* h2) {
-  int begin = 0;
-#if defined(DRT_LETTERBOX_SSE2)
-  if (simd && cn >= 3) {
-    int16_t* by_src[3];
-    int16_t* planes[3] = {h0, h1, h2};
-    for (int p = 0; p < 3; ++p) by_src[off[p]] = planes[p];
-    begin = cn == 3 ? horizontal_sse2<3>(row, t, by_src) : horizontal_sse2<4>(row, t, by_src);
-  }
-#elif defined(DRT_LETTERBOX_NEON)
-  if (simd && cn >= 3) {
-    int16_t* by_src[3];
-    int16_t* planes[3] = {h0, h1, h2};
-    for (int p = 0; p < 3; ++p) by_src[off[p]] = planes[p];
-    begin = cn == 3 ? horizontal_neon<3>(row, t, by_src) : horizontal_neon<4>(row, t, by_src);
-  }
-#else
-  (void)simd;
-  (void)cn;
-#endif
   if (cn == 1) {  // gray: the three planes are equal; the caller uses h0 only
     horizontal_gray(row, t, h0);
     return;
   }
+  int begin = 0;
+#if defined(DRT_LETTERBOX_SSE2) || defined(DRT_LETTERBOX_NEON)
+  if (simd) {
+    int16_t* by_src[3];
+    int16_t* planes[3] = {h0, h1, h2};
+    for (int p = 0; p < 3; ++p) by_src[off[p]] = planes[p];
+    begin = cn == 3 ? horizontal_simd<3>(row, t, by_src) : horizontal_simd<4>(row, t, by_src);
+  }
+#else
+  (void)simd;
+#endif
   horizontal_plain(row, t, off, begin, static_cast<int>(t.x0.size()), h0, h1, h2);
 }
 
