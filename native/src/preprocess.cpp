@@ -105,7 +105,7 @@ const Inv255 kInv255;
 struct Taps {
   std::vector<int32_t> x0, x1;
   std::vector<int16_t> a;  // a0, a1 per column
-  int simd_end = 0;        // columns [0, simd_end) may read 8 bytes from x0 (inside the row): the SSE2 pass
+  int simd_end = 0;        // columns [0, simd_end) may read 8 bytes from x0 (inside the row): the SIMD passes
 };
 
 Taps horizontal_taps(const lb::Geometry& g, int cn) {
