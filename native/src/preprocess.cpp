@@ -388,6 +388,26 @@ int area2_row3_sse2(const uint8_t* r0, const uint8_t* r1, int n, uint16_t* sum, 
   }
   return dx;
 }
+
+// Equal sizes, 3-byte pixels: 4 bytes loaded per pixel (so the row's last pixel is left to special_row3), widened to
+// 32-bit channels, 4 pixels transposed into the planes, / 255. Returns the first column left.
+int copy_row3_sse2(const uint8_t* r0, int n, float* const* by_src) {
+  const __m128i zero = _mm_setzero_si128();
+  const __m128 d255 = _mm_set1_ps(255.0f);
+  int dx = 0;
+  for (; dx + 5 <= n; dx += 4) {
+    __m128i px[4];
+    for (int k = 0; k < 4; ++k) {
+      int32_t v;
+      std::memcpy(&v, r0 + 3 * (dx + k), sizeof v);
+      px[k] = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(v), zero), zero);
+    }
+    __m128i c[3];
+    transpose3(px[0], px[1], px[2], px[3], &c[0], &c[1], &c[2]);
+    for (int k = 0; k < 3; ++k) _mm_storeu_ps(by_src[k] + dx, _mm_div_ps(_mm_cvtepi32_ps(c[k]), d255));
+  }
+  return dx;
+}
 #endif
 
 }  // namespace
@@ -433,11 +453,11 @@ void letterbox_to_planes(const ImageView& im, const lb::Geometry& g, float* out,
         default: {
           int begin = 0;
 #if defined(DRT_LETTERBOX_SSE2)
-          if (simd && area2) {
+          if (simd) {
             float* by_src[3];
             float* dst[3] = {d0, d1, d2};
             for (int p = 0; p < 3; ++p) by_src[off[p]] = dst[p];
-            begin = area2_row3_sse2(r0, r1, g.new_w, sum.data(), by_src);
+            begin = copy ? copy_row3_sse2(r0, g.new_w, by_src) : area2_row3_sse2(r0, r1, g.new_w, sum.data(), by_src);
           }
 #endif
           special_row3(r0, r1, copy, begin, g.new_w, off, d0, d1, d2);
