@@ -76,10 +76,11 @@ namespace {
 // runs it: a horizontal pass per source row into 16-bit planes (each needed source row computed once and kept in a
 // two-row cache), then a vertical pass per destination row that blends two such rows, clamps, divides by 255 and
 // writes the three float planes. The horizontal pass has SSE2 (x86-64's baseline: no compiler flag needed) and
-// NEON (AArch64's) versions for 3- and 4-channel pixels, and the vertical pass an SSE2 one; everything else is plain
-// C++ over contiguous arrays that compilers vectorise (the vertical pass on ARM, the copy and 2x paths), and the
-// plain horizontal pass is the fallback for other CPUs, gray images and the last columns of a row
-// (Taps::simd_end). native/tests checks every path against lb::sample, the plain one too (simd = false).
+// NEON (AArch64's) versions for 3- and 4-channel pixels, the vertical pass and the copy / exact-2x paths of 3-byte
+// pixels SSE2 ones; everything else is plain C++ over contiguous arrays that compilers vectorise (the vertical pass
+// on ARM, the other copy and 2x paths), and the plain horizontal pass is the fallback for other CPUs, gray images and
+// the last columns of a row (Taps::simd_end). native/tests checks every path against lb::sample, the plain one too
+// (simd = false).
 // The profile of the one-pass version (perf, 1280x720 BGR -> 672x378 of 672x384): ~98 % in the per-pixel loop, which
 // computed both horizontal taps of both rows for each of the 3 channels in scalar code (about 60 instructions per
 // pixel, the plane pointers spilled to the stack); the pad fill did not show.
@@ -311,8 +312,8 @@ class RowCache {
 // Equal sizes (copy) and exact 2x downscales (OpenCV's 2x2 area average) of one row. Two loop shapes, each the
 // faster one here (1280x720 / 672x384 rows, GCC 12 -O3): 1 and 4 bytes per pixel with the channel offsets as
 // constants and the division written out (the same float32 values as kInv255), which vectorises; 3 bytes per pixel
-// with the table and all channels of a pixel together, which stays scalar (vectorised stride-3 loads cost ~3x more
-// with SSE2).
+// with the table and all channels of a pixel together, which stays scalar (GCC's vectorised stride-3 loads cost ~3x
+// more with SSE2): on x86 it only finishes the rows of copy_row3_sse2 / area2_row3_sse2.
 template <int CN, int O0, int O1, int O2>
 void special_row(const uint8_t* DRT_RESTRICT r0, const uint8_t* DRT_RESTRICT r1, bool copy, int n,
                  float* DRT_RESTRICT d0, float* DRT_RESTRICT d1, float* DRT_RESTRICT d2) {
