@@ -11,7 +11,10 @@
 #   gcc7     g++ -std=c++17 -Wpedantic -Werror over every C++ source (the strictest proxy of GCC 7.5 here; the lint
 #            covers the library side).
 #   clang    clang++-14 CMake build of native/ with -Werror -Wpedantic.
-# Installs g++-mingw-w64-x86-64-posix and clang-14 with apt-get when missing (root + apt-get only). A part whose
+#   aarch64  the core's C++ tests (letterbox incl. its NEON pass, NMS, decoding, bundles) cross-built for AArch64 (the
+#            Jetsons' CPU) with aarch64-linux-gnu-g++ -O3 -Werror and run under qemu-user (correctness, not speed).
+# Installs g++-mingw-w64-x86-64-posix, clang-14, g++-aarch64-linux-gnu and qemu-user with apt-get when missing
+# (root + apt-get only). A part whose
 # compiler or inputs are absent prints "SKIPPED: <reason>"; the script fails when any part that ran fails.
 # Nothing runs the Windows binaries (no Windows / wine here): what is checked is that they compile and link.
 set -uo pipefail
@@ -32,6 +35,8 @@ say() { echo "portability: $*"; }
 need=()
 command -v "$MINGW-g++-posix" >/dev/null 2>&1 || need+=(g++-mingw-w64-x86-64-posix)
 command -v "$CLANGXX" >/dev/null 2>&1 || need+=(clang-14)
+command -v "${DRT_AARCH64_CXX:-aarch64-linux-gnu-g++}" >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
+command -v "${DRT_QEMU_AARCH64:-qemu-aarch64}" >/dev/null 2>&1 || need+=(qemu-user)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 [ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
 if [ ${#need[@]} -gt 0 ]; then
@@ -154,9 +159,28 @@ clang() {
   say "clang: ok ($("$CLANGXX" --version | head -1), -Werror -Wpedantic -Wshadow)"
 }
 
+# ---- aarch64: the core's tests cross-built for the Jetsons' CPU, run under qemu-user --------------------------------
+aarch64() {
+  local CXX=${DRT_AARCH64_CXX:-aarch64-linux-gnu-g++} QEMU=${DRT_QEMU_AARCH64:-qemu-aarch64} A=$OUT/aarch64
+  command -v "$CXX" >/dev/null 2>&1 || { say "aarch64: SKIPPED: no $CXX (apt-get install g++-aarch64-linux-gnu)"; return 0; }
+  command -v "$QEMU" >/dev/null 2>&1 || { say "aarch64: SKIPPED: no $QEMU (apt-get install qemu-user)"; return 0; }
+  [ $HAVE_JSON = 1 ] || { say "aarch64: SKIPPED: no nlohmann/json.hpp"; return 0; }
+  mkdir -p "$A/include"
+  ln -sfn /usr/include/nlohmann "$A/include/nlohmann"  # header-only; the host's /usr/include must not reach $CXX
+  # The core without the ONNX Runtime backend (no AArch64 libonnxruntime here; the tests do not call it), static so
+  # that qemu needs no AArch64 sysroot.
+  "$CXX" -std=c++17 -O3 -Wall -Wextra -Wpedantic -Werror -static -I"$NATIVE/src" -I"$NATIVE/include" \
+    -isystem "$A/include" "$NATIVE/tests/test_core.cpp" "$NATIVE/src/preprocess.cpp" "$NATIVE/src/util.cpp" \
+    "$NATIVE/src/bundle.cpp" "$NATIVE/src/postprocess.cpp" "$NATIVE/src/sha256.cpp" -o "$A/defectrt_tests" || return 1
+  (cd "$A" && "$QEMU" ./defectrt_tests >"$A/test.log" 2>&1) ||
+    { cat "$A/test.log"; say "aarch64: FAILED: the core's tests under $QEMU"; return 1; }
+  say "aarch64: ok ($("$CXX" -dumpversion) -O3 -Werror, core tests incl. the NEON letterbox passed under $QEMU)"
+}
+
 windows || failed+=(windows)
 gcc7 || failed+=(gcc7)
 clang || failed+=(clang)
+aarch64 || failed+=(aarch64)
 if [ ${#failed[@]} -gt 0 ]; then
   say "FAILED: ${failed[*]}"
   exit 1

@@ -26,4 +26,10 @@ lb::Geometry letterbox_geometry(const ImageView& image, int dst_w, int dst_h);
 // Writes 3 * dst_h * dst_w floats at `out` (planes R, G, B). Same values as lb::sample / 255.
 void letterbox_to_planes(const ImageView& image, const lb::Geometry& g, float* out);
 
+namespace detail {
+// The same with the SIMD code of this CPU switched off (simd = false): the plain C++ path every platform has, so
+// tests check both on the machine they run on.
+void letterbox_to_planes(const ImageView& image, const lb::Geometry& g, float* out, bool simd);
+}  // namespace detail
+
 }  // namespace drt

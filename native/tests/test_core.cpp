@@ -59,6 +59,39 @@ void test_geometry_rounds_like_python() {
   EXPECT(g.new_w == 64 && g.pad_left == 18 && g.pad_top == 0);
 }
 
+// The fast letterbox (SIMD or plain C++) against the per-pixel arithmetic on one random image; false on a mismatch
+// (printed). Returns true without checking when the geometry refuses the sizes (*checked is not incremented).
+bool fast_letterbox_matches(int sw, int sh, int dw, int dh, drt::lb::PixelFormat f, size_t stride_extra, bool simd,
+                            std::mt19937* rng, int* checked) {
+  const int cn = drt::lb::detail::channels(f);
+  const size_t stride = static_cast<size_t>(sw) * cn + stride_extra;
+  // exactly stride x height bytes: a read past the last row is an ASan error in the sanitizer build
+  std::vector<uint8_t> img(stride * sh);
+  for (uint8_t& p : img) p = static_cast<uint8_t>((*rng)());
+  drt::ImageView v;
+  v.pixels = img.data();
+  v.width = sw;
+  v.height = sh;
+  v.stride = stride;
+  v.format = f;
+  drt::lb::Geometry g;
+  if (status_of([&] { g = drt::letterbox_geometry(v, dw, dh); }) != drt::Status::Ok) return true;
+  std::vector<float> planes(static_cast<size_t>(3) * dw * dh);
+  drt::detail::letterbox_to_planes(v, g, planes.data(), simd);
+  ++*checked;
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < dh; ++y)
+      for (int x = 0; x < dw; ++x) {
+        const float want = drt::lb::sample(img.data(), stride, f, g, x, y, c) / 255.0f;
+        if (planes[(static_cast<size_t>(c) * dh + y) * dw + x] != want) {
+          std::fprintf(stderr, "letterbox mismatch %dx%d->%dx%d fmt %d simd %d at %d,%d,%d\n", sw, sh, dw, dh, f,
+                       simd ? 1 : 0, x, y, c);
+          return false;
+        }
+      }
+  return true;
+}
+
 void test_fast_letterbox_equals_sample() {
   std::mt19937 rng(1);
   const drt::lb::PixelFormat formats[] = {drt::lb::BGR8, drt::lb::RGB8, drt::lb::BGRA8, drt::lb::RGBA8,
@@ -67,41 +100,26 @@ void test_fast_letterbox_equals_sample() {
   for (int round = 0; round < 60; ++round) {
     const int sw = 1 + static_cast<int>(rng() % 300), sh = 1 + static_cast<int>(rng() % 300);
     const int dw = 8 + static_cast<int>(rng() % 120), dh = 8 + static_cast<int>(rng() % 120);
-    drt::lb::PixelFormat f = formats[round % 5];
-    if (round % 7 == 0) {  // exact 2x (OpenCV's area path) and copy paths
-      const int nw = dw / 2 > 0 ? dw : 8;
-      drt::lb::Geometry probe = drt::lb::geometry(2 * nw, 2 * nw, nw, nw);
-      (void)probe;
-    }
-    const int cn = drt::lb::detail::channels(f);
-    const size_t stride = static_cast<size_t>(sw) * cn + (round % 3) * 5;
-    std::vector<uint8_t> img(stride * sh);
-    for (uint8_t& p : img) p = static_cast<uint8_t>(rng());
-    drt::ImageView v;
-    v.pixels = img.data();
-    v.width = sw;
-    v.height = sh;
-    v.stride = stride;
-    v.format = f;
-    drt::lb::Geometry g;
-    if (status_of([&] { g = drt::letterbox_geometry(v, dw, dh); }) != drt::Status::Ok) continue;
-    std::vector<float> planes(static_cast<size_t>(3) * dw * dh);
-    drt::letterbox_to_planes(v, g, planes.data());
-    bool same = true;
-    for (int c = 0; c < 3 && same; ++c)
-      for (int y = 0; y < dh && same; ++y)
-        for (int x = 0; x < dw; ++x) {
-          const float want = drt::lb::sample(img.data(), stride, f, g, x, y, c) / 255.0f;
-          if (planes[(static_cast<size_t>(c) * dh + y) * dw + x] != want) {
-            same = false;
-            std::fprintf(stderr, "letterbox mismatch %dx%d->%dx%d fmt %d at %d,%d,%d\n", sw, sh, dw, dh, f, x, y, c);
-            break;
-          }
-        }
-    EXPECT(same);
-    ++checked;
+    const drt::lb::PixelFormat f = formats[round % 5];
+    for (bool simd : {true, false})
+      EXPECT(fast_letterbox_matches(sw, sh, dw, dh, f, static_cast<size_t>(round % 3) * 5, simd, &rng, &checked));
   }
-  EXPECT(checked > 40);
+  // Camera frames and network sizes users have (the SIMD path's whole blocks, its tail and the plain columns after
+  // it), up- and downscales, 1-3 pixel wide images (no SIMD column at all), near-equal sizes, the copy and 2x paths,
+  // every format, rows without padding (the 8-byte reads of the last row must stay inside the image).
+  struct Case {
+    int sw, sh, dw, dh;
+  };
+  const Case cases[] = {{1280, 720, 672, 384}, {1920, 1080, 640, 640}, {640, 480, 320, 320}, {3, 2, 100, 64},
+                        {2, 300, 64, 64},      {1, 50, 16, 16},        {641, 479, 640, 640}, {17, 9, 96, 160},
+                        {1000, 3, 128, 64},    {333, 777, 160, 96},
+                        // equal size (copy) without / with padding, exact 2x (2x2 average) with padding
+                        {64, 48, 64, 48},      {64, 48, 64, 64},       {64, 48, 80, 48},     {128, 96, 64, 64}};
+  for (const Case& k : cases)
+    for (drt::lb::PixelFormat f : formats)
+      for (bool simd : {true, false})
+        EXPECT(fast_letterbox_matches(k.sw, k.sh, k.dw, k.dh, f, 0, simd, &rng, &checked));
+  EXPECT(checked > 80 + 140);
   // the two special paths: equal size (copy) and exact 2x (area average)
   std::vector<uint8_t> img(64 * 48 * 3);
   for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i * 7);
