@@ -224,7 +224,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             flavour = int8_flavour
             int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=calib_count, flavour=int8_flavour,
                              target_trt=target_trt, calib_method=calib_method, qat_epochs=qat_epochs,
-                             model_ref=model, qat_data=calib, imgsz=imgsz, log=log.info,
+                             model_ref=model, imgsz=imgsz, log=log.info,
                              export=lambda module, path: _export_fp32(
                                  module, path, imgsz, batch, dynamic_batch, opset, grid_sample, target_trt, "none",
                                  for_cpu=cpu))
