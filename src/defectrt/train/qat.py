@@ -280,7 +280,8 @@ def _match_weight(t, weights):
 
 def _close(t, v):
     a = t.detach().float().numpy()
-    return a.dtype == v.dtype and float(np.abs(a - v).max(initial=0.0)) <= 1e-3 * (1.0 + float(np.abs(v).max(initial=0.0)))
+    tol = 1e-3 * (1.0 + float(np.abs(v).max(initial=0.0)))  # torch and ONNX Runtime FP32 differ in rounding only
+    return a.dtype == v.dtype and float(np.abs(a - v).max(initial=0.0)) <= tol
 
 
 def _onnx_values(fp32_onnx, names, image):
