@@ -3,22 +3,24 @@ set and ONNX Runtime CPU latency.
 
     python benchmarks/bench_int8_gate.py --model demo:screw --imgsz 384,672 --kind screw \\
         [--calib-sets 3] [--calib-count 64] [--gate-n 40] [--fresh-n 80] [--qat-epochs 1] \\
-        [--flavours cpu,trt] [--methods ptq,fallback,qat] [--strict-loss 0.2] [--json out.json]
+        [--flavours cpu,trt] [--methods ptq,default,qat] [--cells trt:1:default,...] [--work DIR] \\
+        [--json out.json [--resume]] [--no-latency | --latency-only [--latency-set N]]
 
 Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export build` ships):
   ptq       --precision int8, gate measured on the gate set but never refusing (accept_loss, no fallback)
   default   what `export build --val` ships by default: gate 0.5 points / 2.0 recall points, fallback on,
             refusing when even the fallback fails (recorded as refused). Where PTQ passes the default gate,
             that is the shipped model (not built twice).
-  qat       --qat-epochs N fine-tuning on the calibration set's train split, then the same PTQ export
-            (first --qat-sets calibration sets)
+  qat       --qat-epochs N fine-tuning on the calibration set's images (defectrt.train.qat), then the
+            same PTQ export (first --qat-sets calibration sets, or the --cells named)
 Data (synthetic, `defectrt data synth --kind KIND`): --calib-sets labelled calibration sets (seeds 101,
 102, ...; each set's train images are both the calibration sample and the QAT data), one gate set (seed
 201, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
 Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime Detector (ONNX Runtime,
 conf 0.001, NMS IoU 0.6) minus FP32's, in points. Speed: median latency of FP32 and each INT8 model of
-calibration set 1, batch 1, measured in interleaved rounds in one process (ONNX Runtime CPU provider);
-the `trt` models' CPU latency is not TensorRT's (unverified on hardware).
+calibration set --latency-set (1), batch 1, measured in interleaved rounds in one process (ONNX Runtime
+CPU provider); the `trt` models' CPU latency is not TensorRT's (unverified on hardware). On a shared
+machine run the cells with --no-latency and time them alone: flock /tmp/bench.lock ... --latency-only.
 """
 from __future__ import annotations
 
@@ -130,8 +132,9 @@ def main(argv=None):
     ap.add_argument("--no-latency", action="store_true",
                     help="skip the latency rounds (time them later, alone, with --latency-only)")
     ap.add_argument("--latency-only", action="store_true",
-                    help="only time FP32 and the calibration-set-1 bundles of the rows in --json (under "
+                    help="only time FP32 and the --latency-set bundles of the rows in --json (under "
                          "flock /tmp/bench.lock on a shared machine)")
+    ap.add_argument("--latency-set", type=int, default=1, help="time the bundles of this calibration set")
     ap.add_argument("--json")
     ap.add_argument("--work", help="keep data and bundles here (default: a temporary folder)")
     args = ap.parse_args(argv)
@@ -194,7 +197,8 @@ def main(argv=None):
     if not args.no_latency:
         speed, load_before = {}, _load()
         blob = CalibrationReader(os.path.join(calib_sets[0], "images", "train"), imgsz, calib_count=1).all()
-        timed = [r for r in rows if r["calib_set"] == 1 and r.get("path") and not r.get("note")]
+        timed = [r for r in rows if r["calib_set"] == args.latency_set and r.get("path") and not r.get("note")
+                 and os.path.isfile(os.path.join(r["path"], "model.onnx"))]
         paths = [fp32] + [os.path.join(r["path"], "model.onnx") for r in timed]
         labels = ["fp32"] + ["{}-{}".format(r["flavour"], r["method"]) for r in timed]
         for label, ms in zip(labels, compare_latency(paths, blob, rounds=args.rounds)):
