@@ -3,22 +3,24 @@ set and ONNX Runtime CPU latency.
 
     python benchmarks/bench_int8_gate.py --model demo:screw --imgsz 384,672 --kind screw \\
         [--calib-sets 3] [--calib-count 64] [--gate-n 40] [--fresh-n 80] [--qat-epochs 1] \\
-        [--flavours cpu,trt] [--methods ptq,fallback,qat] [--strict-loss 0.2] [--json out.json]
+        [--flavours cpu,trt] [--methods ptq,default,qat] [--cells trt:1:default,...] [--work DIR] \\
+        [--json out.json [--resume]] [--no-latency | --latency-only [--latency-set N]]
 
 Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export build` ships):
   ptq       --precision int8, gate measured on the gate set but never refusing (accept_loss, no fallback)
   default   what `export build --val` ships by default: gate 0.5 points / 2.0 recall points, fallback on,
             refusing when even the fallback fails (recorded as refused). Where PTQ passes the default gate,
             that is the shipped model (not built twice).
-  qat       --qat-epochs N fine-tuning on the calibration set's train split, then the same PTQ export
-            (first --qat-sets calibration sets)
+  qat       --qat-epochs N fine-tuning on the calibration set's images (defectrt.train.qat), then the
+            same PTQ export (first --qat-sets calibration sets, or the --cells named)
 Data (synthetic, `defectrt data synth --kind KIND`): --calib-sets labelled calibration sets (seeds 101,
 102, ...; each set's train images are both the calibration sample and the QAT data), one gate set (seed
 201, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
 Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime Detector (ONNX Runtime,
 conf 0.001, NMS IoU 0.6) minus FP32's, in points. Speed: median latency of FP32 and each INT8 model of
-calibration set 1, batch 1, measured in interleaved rounds in one process (ONNX Runtime CPU provider);
-the `trt` models' CPU latency is not TensorRT's (unverified on hardware).
+calibration set --latency-set (1), batch 1, measured in interleaved rounds in one process (ONNX Runtime
+CPU provider); the `trt` models' CPU latency is not TensorRT's (unverified on hardware). On a shared
+machine run the cells with --no-latency and time them alone: flock /tmp/bench.lock ... --latency-only.
 """
 from __future__ import annotations
 
@@ -62,7 +64,12 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
                                 calib_count=args.calib_count, val=gate_set, imgsz=imgsz, gate=gate,
                                 qat_epochs=args.qat_epochs if method == "qat" else 0, force=True)
     except DefectrtError as exc:  # the default gate refused even after the fallback: nothing shipped
-        row.update({"refused": str(exc), "build_s": round(time.time() - t0, 1), "path": None})
+        rec = getattr(exc, "record", None) or {}
+        fb = rec.get("fallback") or {}
+        row.update({"refused": str(exc), "build_s": round(time.time() - t0, 1), "path": None,
+                    "gate_set_loss_first_try": (rec.get("first_try") or {}).get("map50_95_loss"),
+                    "fallback_steps": fb.get("steps"), "fallback_ranking": fb.get("ranking"),
+                    "fallback_layers": fb.get("layers")})
         return _log_row(row)
     got = measure(os.path.join(out, "model.onnx"), fresh, 0.25)
     g = manifest.accuracy_gate
@@ -76,10 +83,19 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
                                                           - (ref["per_class"][n]["recall_at_conf"] or 0)), 2)
                                         for n in ref["per_class"] if ref["per_class"][n]["instances"]},
                 "kept_layers": fb.get("kept") or [], "fallback_steps": fb.get("steps"),
+                "fallback_layers": fb.get("layers"), "gate_set_loss_first_try": (g.get("first_try") or {}).get(
+                    "map50_95_loss"),
                 "kept_conv_macs_share": fb.get("kept_conv_macs_share"),
                 "fallback_latency": fb.get("latency_ms_onnxruntime_cpu"), "qat": manifest.int8_qat,
                 "build_s": round(time.time() - t0, 1)})
     return _log_row(row)
+
+
+def _load():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _log_row(row):
@@ -109,6 +125,16 @@ def main(argv=None):
     ap.add_argument("--qat-sets", type=int, default=1, help="QAT on the first N calibration sets only")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--sensitivity-images", type=int, default=4)
+    ap.add_argument("--cells", help="run only these cells, in this order: FLAVOUR:SET:METHOD,... "
+                    "(e.g. trt:1:default,cpu:3:ptq); default: every set x flavour x method")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in --json / --json.partial and run only the cells not in them")
+    ap.add_argument("--no-latency", action="store_true",
+                    help="skip the latency rounds (time them later, alone, with --latency-only)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only time FP32 and the --latency-set bundles of the rows in --json (under "
+                         "flock /tmp/bench.lock on a shared machine)")
+    ap.add_argument("--latency-set", type=int, default=1, help="time the bundles of this calibration set")
     ap.add_argument("--json")
     ap.add_argument("--work", help="keep data and bundles here (default: a temporary folder)")
     args = ap.parse_args(argv)
@@ -140,27 +166,47 @@ def main(argv=None):
     fp32 = os.path.join(work, "fp32.onnx")
     if not os.path.isfile(fp32):
         export_onnx(args.model, fp32, imgsz=imgsz)
-    ref = measure(fp32, fresh, 0.25)
+    previous = {}
+    if args.resume or args.latency_only:
+        found = [p for p in (args.json, (args.json or "") + ".partial") if p and os.path.isfile(p)]
+        if found:  # the newer of the final JSON and the partial one
+            with open(max(found, key=os.path.getmtime)) as f:
+                previous = json.load(f)
+    ref = previous.get("fp32_fresh") or measure(fp32, fresh, 0.25)
     log("FP32 on the fresh set ({} images): mAP50-95 {:.4f}".format(len(fresh), ref["map50_95"]))
-    rows = []
-    for k, calib in enumerate(calib_sets):
-        for flavour in args.flavours.split(","):
-            for method in args.methods.split(","):
-                if method == "qat" and k >= args.qat_sets:
-                    continue
-                rows.append(run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, work))
-                if args.json:  # partial results survive an interrupted run
-                    with open(args.json + ".partial", "w") as f:
-                        json.dump({"fp32_fresh_map50_95": ref["map50_95"], "rows": rows}, f, indent=1)
-    speed = {}
-    blob = CalibrationReader(os.path.join(calib_sets[0], "images", "train"), imgsz, calib_count=1).all()
-    timed = [r for r in rows if r["calib_set"] == 1 and r.get("path") and not r.get("note")]
-    paths = [fp32] + [os.path.join(r["path"], "model.onnx") for r in timed]
-    labels = ["fp32"] + ["{}-{}".format(r["flavour"], r["method"]) for r in timed]
-    for label, ms in zip(labels, compare_latency(paths, blob, rounds=args.rounds)):
-        speed[label] = round(ms, 2)
-    log("latency (ms, ONNX Runtime CPU, median of {} interleaved rounds): {}".format(args.rounds, speed))
+    rows = list(previous.get("rows", []))
+    done = {(r["flavour"], r["calib_set"], r["method"]) for r in rows}
+    if args.cells:
+        cells = []
+        for cell in args.cells.split(","):
+            flavour, k, method = cell.strip().split(":")
+            cells.append((flavour, int(k) - 1, method))
+    else:
+        cells = [(flavour, k, method) for k in range(len(calib_sets)) for flavour in args.flavours.split(",")
+                 for method in args.methods.split(",") if not (method == "qat" and k >= args.qat_sets)]
+    for flavour, k, method in ([] if args.latency_only else cells):
+        if (flavour, k + 1, method) in done:
+            continue
+        row = run_one(args, flavour, k, calib_sets[k], method, gate_set, fresh, ref, rows, imgsz, work)
+        row.update(finished=time.strftime("%H:%M UTC", time.gmtime()), load_average=_load())
+        rows.append(row)
+        if args.json:  # partial results survive an interrupted run
+            with open(args.json + ".partial", "w") as f:
+                json.dump({"fp32_fresh_map50_95": ref["map50_95"], "fp32_fresh": ref, "rows": rows}, f, indent=1)
+    speed = dict(previous.get("latency_ms") or {})
+    if not args.no_latency:
+        speed, load_before = {}, _load()
+        blob = CalibrationReader(os.path.join(calib_sets[0], "images", "train"), imgsz, calib_count=1).all()
+        timed = [r for r in rows if r["calib_set"] == args.latency_set and r.get("path") and not r.get("note")
+                 and os.path.isfile(os.path.join(r["path"], "model.onnx"))]
+        paths = [fp32] + [os.path.join(r["path"], "model.onnx") for r in timed]
+        labels = ["fp32"] + ["{}-{}".format(r["flavour"], r["method"]) for r in timed]
+        for label, ms in zip(labels, compare_latency(paths, blob, rounds=args.rounds)):
+            speed[label] = round(ms, 2)
+        speed["load_average_before_after"] = [load_before, _load()]
+        log("latency (ms, ONNX Runtime CPU, median of {} interleaved rounds): {}".format(args.rounds, speed))
     result = {"model": args.model, "imgsz": list(imgsz), "fresh_images": len(fresh), "fp32_fresh_map50_95": ref["map50_95"],
+              "fp32_fresh": ref,
               "rows": rows, "latency_ms": speed, "args": vars(args), "seconds": round(time.time() - t_start),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     text = json.dumps(result, indent=1)

@@ -268,34 +268,67 @@ def test_leave_one_out_on_both_flavours(tmp_path, screw_data, flavour):
 
 # ------------------------------------------------------------------------------------------ QAT
 
-def test_fake_quant_placement_follows_the_ptq_exclusions(tmp_path):
+def _q_scale(model, consumer, slot=0):
+    """Scale of the QuantizeLinear whose DequantizeLinear feeds `consumer`'s input `slot`."""
+    from onnx import numpy_helper
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.name == consumer)
+    dq, q = P.qdq_pair(producers, node.input[slot])
+    return float(numpy_helper.to_array(inits[q.input[1]]).reshape(-1)[0])
+
+
+@pytest.mark.parametrize("flavour", ["cpu", "trt"])
+def test_qat_fake_quant_sits_where_the_ptq_graph_quantizes(tmp_path, screw_data, flavour):
+    if flavour == "trt":
+        pytest.importorskip("modelopt.onnx", reason="needs NVIDIA ModelOpt: pip install 'defectrt[modelopt]'")
     import torch
 
-    from defectrt.export.int8_build import qat_excluded_nodes
     from defectrt.export.onnx import export_onnx
     from defectrt.models import resolve_model_ref
-    from defectrt.train.qat import FakeQuantConv2d, insert_fake_quant, quantized_conv_digests, remove_fake_quant
+    from defectrt.train.qat import QuantPlan, transplant_activation_scales
 
-    fp32 = str(tmp_path / "fp32.onnx")
-    export_onnx("demo:screw", fp32, imgsz=(64, 96))
-    excluded = qat_excluded_nodes(fp32)
-    n_convs = sum(n.op_type == "Conv" for n in onnx.load(fp32).graph.node)
-    n_quantized = sum(n.op_type == "Conv" and n.name not in excluded for n in onnx.load(fp32).graph.node)
+    fp32, ptq, ptq2 = (str(tmp_path / n) for n in ("fp32.onnx", "ptq.onnx", "ptq2.onnx"))
+    export_onnx("demo:screw", fp32, imgsz=(64, 96), for_cpu=flavour == "cpu", target_trt="10.3")
+    images = os.path.join(screw_data, "images", "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        P.quantize_int8(fp32, ptq, images, calib_count=4, flavour=flavour, target_trt="10.3")
+        image = CalibrationReader(images, (64, 96), calib_count=1).all()
     net = resolve_model_ref("demo:screw").fuse().eval()
-    wrapped = insert_fake_quant(net, "trt", quantized_conv_digests(fp32, excluded))
-    assert len(wrapped) == n_quantized < n_convs  # every PTQ-quantized Conv found, the excluded ones left out
-    assert "model.0.conv" not in wrapped and "model.23.dfl.conv" not in wrapped and "model.1.conv" in wrapped
-    conv = net.model[1].conv
-    assert isinstance(conv, FakeQuantConv2d)
-    x = torch.randn(1, conv.conv.in_channels, 8, 8)
-    conv(x)  # calibrating: float result, range recorded
-    conv.calibrating = False
-    q = conv._act(x)
-    scale = float(x.abs().max()) / 127
-    assert torch.allclose(q, torch.round(x / scale).clamp(-128, 127) * scale, atol=1e-6)
-    assert torch.unique(conv._weight()[0]).numel() <= 255  # weights on an int8 grid per channel
-    remove_fake_quant(net)
-    assert not any(isinstance(m, FakeQuantConv2d) for m in net.modules())
+    plan = QuantPlan.build(net, fp32, ptq, image)
+    rec = plan.record()
+    # every quantized input of the graph (convolution inputs and weights, and for the flavour's Adds /
+    # Concats / pools / SiLUs) found in the torch forward pass
+    assert rec["quantized_inputs_in_graph"] > (400 if flavour == "cpu" else 200)
+    assert rec["fake_quantized_in_training"] >= 0.97 * rec["quantized_inputs_in_graph"]
+    model = onnx.load(ptq)
+    assert len(plan.weights) == sum(n.op_type == "Conv" and n.input[1] not in {t.name for t in model.graph.initializer}
+                                    for n in model.graph.node)
+    # the stem (PTQ leaves it float) has no fake quant; the next conv reads PTQ's scale for its input
+    assert ("conv2d", 0) not in plan.acts and ("conv2d", 0) not in plan.weights
+    assert plan.acts[("conv2d", 1)][0][0] == pytest.approx(_q_scale(model, "/model.1/conv/Conv"), rel=1e-6)
+    adds = [k for k in plan.acts if "add" in k[0]]
+    assert adds, "the residual Adds that both flavours quantize"
+    if flavour == "cpu":  # ONNX Runtime also quantizes the sigmoid inside every SiLU
+        assert sum("sigmoid" in v for v in plan.acts.values()) > 50
+    x = torch.from_numpy(image)
+    with torch.no_grad():
+        ref = net(x)
+        with plan.fake_quant():
+            fq = net(x)
+        again = net(x)
+    assert torch.isfinite(fq).all() and not torch.equal(fq, ref)
+    assert torch.equal(again, ref)  # nothing left behind after the block
+    # QAT export: the re-calibrated graph gets the scales the fine-tuning used
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        P.quantize_int8(fp32, ptq2, images, calib_count=1, flavour=flavour, target_trt="10.3")
+    before = _q_scale(onnx.load(ptq2), "/model.1/conv/Conv")
+    assert before != pytest.approx(_q_scale(model, "/model.1/conv/Conv"), rel=1e-3)
+    assert transplant_activation_scales(ptq, ptq2) > 30
+    assert _q_scale(onnx.load(ptq2), "/model.1/conv/Conv") == pytest.approx(_q_scale(model, "/model.1/conv/Conv"))
 
 
 @pytest.mark.parametrize("flavour", ["cpu", "trt"])
@@ -314,7 +347,8 @@ def test_qat_build_exports_qdq_that_onnxruntime_runs(tmp_path, screw_data, screw
                                 calib_count=4, qat_epochs=1, imgsz=(64, 96), target_trt="10.3", val=screw_data,
                                 gate=G.GateOptions(accept_loss=True, fallback=False))
     qat = manifest.int8_qat
-    assert qat["epochs"] == 1 and qat["flavour"] == flavour and qat["fake_quantized_convs"] > 50
+    assert qat["epochs"] == 1 and qat["flavour"] == flavour and len(qat["plan"]["not_found"]) <= 5
+    assert qat["plan"]["fake_quantized_in_training"] > 200 and qat["activation_scales_from_ptq"] > 30
     assert all(np.isfinite(qat["loss_per_epoch"]))
     assert manifest.accuracy_gate and manifest.val.int8  # the same gate applied
     model = onnx.load(os.path.join(out, "model.onnx"))

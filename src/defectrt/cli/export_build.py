@@ -55,8 +55,9 @@ def register(export_sub):
     p.add_argument("--no-fallback", action="store_true",
                    help="INT8 with --val: on a failed gate, do not keep the most sensitive layers out of INT8")
     p.add_argument("--qat-epochs", type=int, default=0,
-                   help="INT8 by quantization-aware fine-tuning for N epochs on --calib (a labelled dataset), "
-                   "then Q/DQ export for --int8-flavour (default 0: post-training quantization only)")
+                   help="INT8 by quantization-aware fine-tuning for N epochs on the --calib images (distilled from "
+                   "the FP32 model: no labels needed), then Q/DQ export for --int8-flavour (default 0: "
+                   "post-training quantization only)")
     p.add_argument("--engine", action="store_true", help="add (or with --force rebuild) the engine of an existing bundle")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.set_defaults(func=run)

@@ -32,7 +32,10 @@ COARSE_CLASS = 50  # below this many objects one object is more than 2 recall po
 
 
 class AccuracyGateError(UserInputError):
-    """The reduced-precision model lost more accuracy than allowed (exit 1; nothing is written)."""
+    """The reduced-precision model lost more accuracy than allowed (exit 1; nothing is written).
+    `record`: the gate record (measured loss, fallback steps tried), as the manifest would have had it."""
+
+    record = None
 
 
 class GateOptions(object):
@@ -162,8 +165,10 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
         if fb_record:
             msg += " (even with {} layers kept in higher precision)".format(len(fb_record.get("kept") or []))
         if not options.accept_loss:
-            raise AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
+            err = AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
                                     "--qat-epochs N (quantization-aware fine-tuning), --precision fp16, a looser "
                                     "--max-loss / --max-recall-drop, or --accept-loss to ship it anyway")
+            err.record = gate_record  # what was measured and tried, for callers that report refusals
+            raise err
         log.warning("%s; shipping it anyway (--accept-loss)", msg)
     return val_record, gate_record

@@ -35,7 +35,7 @@ import numpy as np
 from defectrt import __version__
 from defectrt.errors import BackendUnavailable, NotFound, UnsupportedFormat, UserInputError
 from defectrt.export.trtexec_script import TIMING_CACHE  # written beside the engine by our builder, never hashed
-from defectrt.fileio import atomic_dir, atomic_path, describe_foreign, foreign_entries, is_temporary, sha256_file
+from defectrt.fileio import atomic_dir, describe_foreign, foreign_entries, is_temporary, sha256_file
 from defectrt.modelref import onnx_metadata, parse_imgsz
 # the bundle layout and the manifest's type have one home: runtime/bundle.py
 from defectrt.runtime.bundle import (FORMAT, MANIFEST, Batch, BuildSettings, EngineRecord, Golden, Letterbox, Manifest,
@@ -218,7 +218,7 @@ def build_bundle(model, output, precision="fp32", calib=None, calib_count=300, i
             flavour = spec.int8_flavour
             int8 = int8_step(fp32_path, final, calib_dir, work, calib_count=spec.calib_count, flavour=spec.int8_flavour,
                              target_trt=spec.target_trt, calib_method=spec.calib_method, qat_epochs=qat_epochs,
-                             model_ref=model, qat_data=spec.calib, imgsz=imgsz, log=log.info,
+                             model_ref=model, imgsz=imgsz, log=log.info,
                              export=lambda module, path: _export_fp32(
                                  module, path, imgsz, spec.batch, spec.dynamic_batch, spec.opset, spec.grid_sample, spec.target_trt, "none",
                                  for_cpu=cpu))
