@@ -112,7 +112,7 @@ def serve(bundle, http_port=None, grpc_port=None, metrics_port=None, address="12
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as exc:
         raise BackendUnavailable("defectrt serve needs PyTriton: pip install 'defectrt[triton]' and "
-                             "nvidia-pytriton==0.7.0 --no-deps (see docs/SERVING.md) ({})".format(exc))
+                                 "nvidia-pytriton==0.7.0 --no-deps (see docs/SERVING.md) ({})".format(exc))
     stub_mod.use_for_pytriton(env)
     ports = {"http": spec.http_port, "grpc": spec.grpc_port, "metrics": spec.metrics_port}
     ports = {k: int(v if v is not None else DEFAULT_PORTS[k]) for k, v in ports.items()}

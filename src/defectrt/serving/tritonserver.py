@@ -13,15 +13,15 @@ import subprocess
 import sys
 import tempfile
 
-from defectrt.errors import UserInputError
+from defectrt.errors import BackendUnavailable
 
 
 def _pytriton_root():
     try:
         import pytriton
     except ImportError:
-        raise UserInputError("the tritonserver binary comes with nvidia-pytriton: make install-triton "
-                             "(pip install --no-deps nvidia-pytriton==0.7.0)")
+        raise BackendUnavailable("the tritonserver binary comes with nvidia-pytriton: make install-triton "
+                                 "(pip install --no-deps nvidia-pytriton==0.7.0)")
     root = os.path.join(os.path.dirname(os.path.abspath(pytriton.__file__)), "tritonserver")
     libs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(pytriton.__file__))), "nvidia_pytriton.libs")
     return root, libs
@@ -32,7 +32,8 @@ def backend_folder(dest):
     root, _ = _pytriton_root()
     stub = os.path.join(root, "python_backend_stubs", "{}.{}".format(*sys.version_info[:2]), "triton_python_backend_stub")
     if not os.path.isfile(stub):
-        raise UserInputError("nvidia-pytriton has no Python-backend stub for Python {}.{}".format(*sys.version_info[:2]))
+        raise BackendUnavailable("nvidia-pytriton has no Python-backend stub for Python {}.{}".format(
+            *sys.version_info[:2]))
     python = os.path.join(dest, "backends", "python")
     os.makedirs(python)
     for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
