@@ -78,13 +78,20 @@ def cpu_bf16_support():
         return False
 
 
-def _onnx_header(path):
-    """(metadata, input dims) of an ONNX file; dims are ints, or None where dynamic. ({}, None) when unreadable."""
+def _read_onnx(path):
+    """The ONNX graph of `path` without its external weights (read once, for the header and for the Q/DQ edit);
+    None when unreadable: OpenVINO's own error for a bad file is clearer, and metadata is optional."""
     import onnx
 
     try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception:  # OpenVINO's own error for a bad file is clearer; metadata is optional
+        return onnx.load(path, load_external_data=False)
+    except Exception:
+        return None
+
+
+def _onnx_header(model):
+    """(metadata, input dims) of an ONNX graph; dims are ints, or None where dynamic. ({}, None) for None."""
+    if model is None:
         return {}, None
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     dims = None
@@ -140,19 +147,14 @@ def weighted_qdq_only(model):
     return len(dropped)
 
 
-def _model_for_openvino(core, path, qdq):
+def _model_for_openvino(core, path, model, qdq):
     """The path itself, or (qdq "weighted" and an INT8 Q/DQ file) the model with its non-weighted Q/DQ pairs
-    dropped (see weighted_qdq_only), read by OpenVINO from memory."""
-    if qdq == "all":
+    dropped (see weighted_qdq_only), read by OpenVINO from memory. `model`: _read_onnx(path) (edited in place)."""
+    if qdq == "all" or model is None or not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         return path, 0
-    import onnx
+    from onnx.external_data_helper import load_external_data_for_model
 
-    try:
-        model = onnx.load(path)
-    except Exception:  # not readable as ONNX here: OpenVINO's own error will name the problem
-        return path, 0
-    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        return path, 0
+    load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))  # a no-op without external data
     dropped = weighted_qdq_only(model)
     if not dropped:
         return path, 0
@@ -191,14 +193,15 @@ class OpenVinoBackend(Backend):
             self.core.set_property({"CACHE_DIR": os.fspath(cache_dir)})
         if self.precision == "bf16" and "BF16" not in self._capabilities():
             log.warning("defectrt: this CPU has no bf16 support (AMX / AVX-512 BF16); OpenVINO runs f32 instead")
-        meta, dims = _onnx_header(self.path)
+        onnx_model = _read_onnx(self.path)
+        meta, dims = _onnx_header(onnx_model)
         config = {"INFERENCE_PRECISION_HINT": self.precision,
                   "PERFORMANCE_HINT": performance_hint or ("THROUGHPUT" if (self.streams or 1) > 1 else "LATENCY"),
                   "NUM_STREAMS": str(self.streams or 1)}
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
-            self.model, self.qdq_dropped = _model_for_openvino(self.core, self.path, qdq)
+            self.model, self.qdq_dropped = _model_for_openvino(self.core, self.path, onnx_model, qdq)
             self.model = _static_hw(self.core, self.model, dims, parse_imgsz(imgsz, strict=False)
                                     or parse_imgsz(meta.get("imgsz"), strict=False))
             self.compiled = self.core.compile_model(self.model, device, config)
