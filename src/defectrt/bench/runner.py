@@ -16,7 +16,6 @@ Two modes:
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 
@@ -160,7 +159,6 @@ def _onnx_meta(path):
 
 def model_identity(ref):
     """{name, source, onnx (path for FLOPs or None), precision, variant} from a model reference (never raises)."""
-    import json
     import os
 
     if not isinstance(ref, (str, bytes, os.PathLike)):

@@ -61,7 +61,7 @@ def register(sub):
 
 
 def run_triton(args):
-    from defectrt.bench import concurrency, report as rep
+    from defectrt.bench import concurrency
     from defectrt.bench.runner import synthetic_images
 
     if args.models:
