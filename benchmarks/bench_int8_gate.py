@@ -69,7 +69,7 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
         row.update({"refused": str(exc), "build_s": round(time.time() - t0, 1), "path": None,
                     "gate_set_loss_first_try": (rec.get("first_try") or {}).get("map50_95_loss"),
                     "fallback_steps": fb.get("steps"), "fallback_ranking": fb.get("ranking"),
-                    "fallback_layers": fb.get("layers")})
+                    "fallback_layers": fb.get("layers"), "gate_resolution": rec.get("resolution")})
         return _log_row(row)
     got = measure(os.path.join(out, "model.onnx"), fresh, 0.25)
     g = manifest.accuracy_gate
@@ -85,7 +85,7 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
                 "kept_layers": fb.get("kept") or [], "fallback_steps": fb.get("steps"),
                 "fallback_layers": fb.get("layers"), "gate_set_loss_first_try": (g.get("first_try") or {}).get(
                     "map50_95_loss"),
-                "kept_conv_macs_share": fb.get("kept_conv_macs_share"),
+                "kept_conv_macs_share": fb.get("kept_conv_macs_share"), "gate_resolution": g.get("resolution"),
                 "fallback_latency": fb.get("latency_ms_onnxruntime_cpu"), "qat": manifest.int8_qat,
                 "build_s": round(time.time() - t0, 1)})
     return _log_row(row)

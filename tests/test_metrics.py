@@ -125,3 +125,63 @@ def test_accepts_detections_like_objects_and_caps_detections():
     assert r["map50"] == 0.0  # the true box is the 6th by score, beyond max_dets
     r = detection_metrics([gt((BOX1, 0))], [Det(boxes, np.append(many.scores, 0.5), np.zeros(6, int))], ["a"])
     assert r["map50"] == pytest.approx(1 / 6)
+
+
+# ------------------------------------------------------------ paired bootstrap of a mAP change (issue 21)
+
+def _split(n_images, seed, jitter=0.0, drop_every=0):
+    """n_images images with 1-3 objects of 2 classes; predictions = truths moved by `jitter` px (random
+    sign), distinct scores in 0.5-1 (no ties: then the order of images cannot matter), every
+    `drop_every`-th object missing."""
+    from defectrt.data import metrics as M
+
+    rng = np.random.default_rng(seed)
+    truths, preds, k = [], [], 0
+    for _ in range(n_images):
+        boxes, cls, pb, ps, pc = [], [], [], [], []
+        for j in range(int(rng.integers(1, 4))):
+            x, y = rng.uniform(0, 500, 2)
+            box = [x, y, x + 60, y + 40]
+            c = int(rng.integers(0, 2))
+            boxes.append(box), cls.append(c)
+            k += 1
+            if drop_every and k % drop_every == 0:
+                continue
+            d = rng.choice([-1, 1], 4) * jitter * rng.uniform(0.5, 1.5, 4)
+            pb.append(np.add(box, d)), ps.append(rng.uniform(0.5, 1.0)), pc.append(c)
+        truths.append((np.array(boxes), np.array(cls)))
+        preds.append((np.array(pb).reshape(-1, 4), np.array(ps), np.array(pc)))
+    return M, truths, preds
+
+
+def test_a_resample_of_every_image_once_is_the_full_score():
+    M, truths, preds = _split(40, 1, jitter=6.0)
+    E = M._evaluated([M._as_truth(g) for g in truths], [M._as_prediction(p) for p in preds], 2, 300)
+    full = detection_metrics(truths, preds, ["a", "b"])["map50_95"]
+    prec = M._resampled_precision(E, list(range(40)))
+    assert np.mean([M._ap(prec, k) for k in range(2)]) == pytest.approx(full, abs=1e-12)
+    reordered = M._resampled_precision(E, list(range(40))[::-1])  # order of images does not matter
+    assert np.mean([M._ap(reordered, k) for k in range(2)]) == pytest.approx(full, abs=1e-12)
+    half = M._resampled_precision(E, list(range(20)))  # a subset scores as if only it had been evaluated
+    sub = detection_metrics(truths[:20], preds[:20], ["a", "b"])["map50_95"]
+    assert np.mean([M._ap(half, k) for k in range(2)]) == pytest.approx(sub, abs=1e-12)
+
+
+def test_interval_is_zero_for_the_same_model_and_brackets_a_real_change():
+    M, truths, ref = _split(60, 2, jitter=3.0)
+    assert M.map_change_interval(truths, ref, ref, 2, resamples=50) == (0.0, 0.0)
+    _, _, worse = _split(60, 2, jitter=9.0, drop_every=7)
+    change = 100 * (detection_metrics(truths, worse, ["a", "b"])["map50_95"]
+                    - detection_metrics(truths, ref, ["a", "b"])["map50_95"])
+    low, high = M.map_change_interval(truths, ref, worse, 2, resamples=100)
+    assert change < -5 and low < change < high < 0  # a clear loss: the whole interval is a loss
+
+
+def test_interval_narrows_with_more_images():
+    widths = []
+    for n in (30, 240):
+        M, truths, ref = _split(n, 3, jitter=3.0)
+        _, _, other = _split(n, 3, jitter=5.0, drop_every=11)
+        low, high = M.map_change_interval(truths, ref, other, 2, resamples=100)
+        widths.append(high - low)
+    assert widths[1] < 0.6 * widths[0]  # about 1/sqrt(8) in theory

@@ -107,4 +107,10 @@ def run(args):
         print("  accuracy gate: mAP50-95 -{:.2f} points (max {:g}), {}{}".format(
             g["measured"]["map50_95_loss"], g["max_loss"], "passed" if g["passed"] else "FAILED, accepted",
             "; {} layers kept out of INT8: {}".format(len(fb["kept"]), ", ".join(fb["kept"])) if fb.get("kept") else ""))
+        res = g.get("resolution")
+        if res:
+            print("  val split: {} images resolve the change to +-{:.2f} points ({:g}% interval {:+.2f} to {:+.2f}){}".format(
+                res["images"], res["half_width"], 100 * res["level"], res["change_interval"][0],
+                res["change_interval"][1], "" if res["resolves_limit"] else
+                ": coarser than the limit, about {} images would resolve it".format(res["images_for_limit"])))
     return 0

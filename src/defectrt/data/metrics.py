@@ -16,6 +16,7 @@ has precision 0 and recall 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 
 import numpy as np
@@ -107,6 +108,29 @@ def _pr_at(curve, n_gt, thr):
     return precision, recall
 
 
+def _evaluated(truths, preds, nc, max_dets):
+    """COCOeval with every image matched (evaluate() run, accumulate() not yet)."""
+    from pycocotools.cocoeval import COCOeval
+
+    gt, dt = _coco_objects(truths, preds, nc)
+    E = COCOeval(gt, dt, "bbox")
+    E.params.imgIds = list(range(1, len(truths) + 1))
+    E.params.catIds = list(range(1, nc + 1))
+    E.params.iouThrs = IOU_THRESHOLDS.copy()
+    E.params.maxDets = [int(max_dets)]
+    E.params.areaRng = [[0.0, 1e10]]
+    E.params.areaRngLbl = ["all"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        E.evaluate()
+    return E
+
+
+def _ap(prec, k):
+    """AP50-95 of class k from COCOeval's precision array (0 where nothing was detected)."""
+    pk = prec[:, :, k, 0, -1]
+    return float(np.mean(pk[pk > -1])) if (pk > -1).any() else 0.0
+
+
 def detection_metrics(truths, predictions, names, conf=None, max_dets=300):
     """Metrics of `predictions` against `truths`, image by image.
 
@@ -120,8 +144,6 @@ def detection_metrics(truths, predictions, names, conf=None, max_dets=300):
              "per_class": {name: {the same four}}, "conf": operating threshold or None,
              "instances": {name: ground-truth count}, "images": n}.
     """
-    from pycocotools.cocoeval import COCOeval
-
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     names = list(names)
@@ -142,16 +164,8 @@ def detection_metrics(truths, predictions, names, conf=None, max_dets=300):
     if not truths:
         return result
 
-    gt, dt = _coco_objects(truths, preds, nc)
-    E = COCOeval(gt, dt, "bbox")
-    E.params.imgIds = list(range(1, len(truths) + 1))
-    E.params.catIds = list(range(1, nc + 1))
-    E.params.iouThrs = IOU_THRESHOLDS.copy()
-    E.params.maxDets = [int(max_dets)]
-    E.params.areaRng = [[0.0, 1e10]]
-    E.params.areaRngLbl = ["all"]
+    E = _evaluated(truths, preds, nc, max_dets)
     with contextlib.redirect_stdout(io.StringIO()):
-        E.evaluate()
         E.accumulate()
     prec = E.eval["precision"]  # (T iou, R recall points, K classes, A areas, M maxDets)
 
@@ -162,7 +176,7 @@ def detection_metrics(truths, predictions, names, conf=None, max_dets=300):
     for k in valid:
         pk = prec[:, :, k, 0, -1]
         ap50[k] = float(np.mean(pk[0][pk[0] > -1])) if (pk[0] > -1).any() else 0.0
-        ap[k] = float(np.mean(pk[pk > -1])) if (pk > -1).any() else 0.0
+        ap[k] = _ap(prec, k)
 
     curves = _pr_curves(E, nc)
     if conf is None:
@@ -194,3 +208,48 @@ def detection_metrics(truths, predictions, names, conf=None, max_dets=300):
     result["map50_95"] = float(np.mean([ap[k] for k in valid]))
     result["conf"] = thr
     return result
+
+
+def _resampled_precision(E, picks):
+    """COCOeval's precision array for the images `picks` (indices, repeats allowed) of an evaluated E.
+
+    accumulate() reads per-image match records laid out as [class][area][image]; a resample is a new
+    layout of the same records (a repeated image counts twice, as a bootstrap needs), so no image is
+    matched again and a resample costs one accumulate()."""
+    n, n_cls, n_area = len(E.params.imgIds), len(E.params.catIds), len(E.params.areaRng)
+    R = copy.copy(E)
+    R.params, R._paramsEval = copy.copy(E.params), copy.copy(E._paramsEval)
+    R.evalImgs = [E.evalImgs[(k * n_area + a) * n + i] for k in range(n_cls) for a in range(n_area) for i in picks]
+    R.params.imgIds = R._paramsEval.imgIds = list(range(len(picks)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        R.accumulate()
+    return R.eval["precision"]
+
+
+def map_change_interval(truths, reference, candidate, nc, resamples=200, level=0.9, seed=0, max_dets=300):
+    """How precisely a val split measures a change of mAP50-95: a paired bootstrap over images.
+
+    truths / reference / candidate: per image, as detection_metrics takes them (the two models'
+    detections on the same images). Each resample draws the split's images with replacement and scores
+    both models on the same draw (paired: what the two models have in common cancels). Returns
+    (low, high) of the `level` percentile interval of mAP50-95(candidate) - mAP50-95(reference), in
+    points; mAP as detection_metrics computes it (mean over the classes with ground truth in the draw).
+    """
+    truths = [_as_truth(g) for g in truths]
+    a = _evaluated(truths, [_as_prediction(p) for p in reference], nc, max_dets)
+    b = _evaluated(truths, [_as_prediction(p) for p in candidate], nc, max_dets)
+    has = np.array([[np.any(cls == k) for k in range(nc)] for _, cls in truths], bool).reshape(len(truths), nc)
+    rng = np.random.default_rng(seed)
+    changes = []
+    for _ in range(int(resamples)):
+        picks = rng.integers(0, len(truths), len(truths))
+        valid = [k for k in range(nc) if has[picks, k].any()]
+        if not valid:
+            continue
+        pa, pb = _resampled_precision(a, picks), _resampled_precision(b, picks)
+        changes.append(100.0 * np.mean([_ap(pb, k) - _ap(pa, k) for k in valid]))
+    if not changes:
+        return None
+    tail = 100.0 * (1.0 - float(level)) / 2.0
+    low, high = np.percentile(changes, [tail, 100.0 - tail])
+    return float(low), float(high)

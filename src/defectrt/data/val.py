@@ -21,12 +21,14 @@ from defectrt.data.metrics import detection_metrics
 from defectrt.errors import UserInputError
 
 
-def evaluate(detector, dataset, split="val", batch=8, conf=None, max_dets=300, names=None, progress=False):
+def evaluate(detector, dataset, split="val", batch=8, conf=None, max_dets=300, names=None, progress=False,
+             keep=None):
     """Run `detector` over a dataset split and score it.
 
     dataset: a Dataset, or a path for load_dataset(path, split). conf: see detection_metrics.
-    names: class names to report under (default: the dataset's). Returns detection_metrics'
-    dict plus "seconds" (wall time of the whole run) and "split".
+    names: class names to report under (default: the dataset's). keep: a list that receives the
+    (ground truth, detections) pair of every image, for scores beyond these (the accuracy gate's paired
+    bootstrap). Returns detection_metrics' dict plus "seconds" (wall time of the whole run) and "split".
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset, split)
@@ -58,6 +60,8 @@ def evaluate(detector, dataset, split="val", batch=8, conf=None, max_dets=300, n
             flush()
     if pending:
         flush()
+    if keep is not None:
+        keep.extend(zip(truths, preds))
     res = detection_metrics(truths, preds, names, conf=conf, max_dets=max_dets)
     res["seconds"] = time.perf_counter() - t0
     res["split"] = dataset.split
