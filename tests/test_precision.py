@@ -515,6 +515,68 @@ def test_modelopt_leaves_onnxruntime_quantization_unpatched(tiny_onnx, calib_dir
     assert P.island_violations(str(tmp_path / "cpu.onnx")) == []
 
 
+def _qdq_params(path):
+    """{initializer name: (ONNX type, dims, bytes)} of every Q/DQ scale and zero point of a model."""
+    m = onnx.load(path)
+    inits = {t.name: t for t in m.graph.initializer}
+    return {name: (inits[name].data_type, tuple(inits[name].dims), onnx.numpy_helper.to_array(inits[name]).tobytes())
+            for n in m.graph.node if n.op_type in P.QDQ_OPS for name in n.input[1:] if name in inits}
+
+
+def test_cpu_flavour_after_trt_equals_a_fresh_process(tiny_onnx, calib_dir, tmp_path):
+    """Issue 21: ModelOpt also edits ORT's op registries in place; a cpu quantization after a trt one in
+    the same process must write what one in a fresh process writes (byte for byte). The reference runs
+    in a subprocess because earlier tests in this process may already have run ModelOpt."""
+    _modelopt()
+    import subprocess
+    import sys
+
+    import defectrt
+
+    fresh = str(tmp_path / "fresh.onnx")
+    code = ("import warnings; warnings.simplefilter('ignore')\n"
+            "from defectrt.export import precision as P\n"
+            "P.quantize_int8({!r}, {!r}, {!r}, calib_count=8, flavour='cpu')\n".format(tiny_onnx, fresh, calib_dir))
+    src = os.path.dirname(os.path.dirname(os.path.abspath(defectrt.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = str(tmp_path / "after_trt.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        P.quantize_int8(tiny_onnx, str(tmp_path / "trt.onnx"), calib_dir, calib_count=8, flavour="trt")
+        P.quantize_int8(tiny_onnx, after, calib_dir, calib_count=8, flavour="cpu")
+    want, got = _qdq_params(fresh), _qdq_params(after)
+    assert want and sorted(got) == sorted(want)
+    assert [k for k in want if got[k] != want[k]] == []
+
+
+def test_ort_quantization_restored_puts_registries_and_classes_back():
+    """The restore itself, without ModelOpt: what ModelOpt's configure_ort does, undone on exit."""
+    from onnxruntime.quantization import calibrate, registry
+
+    qdq, qlinear = dict(registry.QDQRegistry), dict(registry.QLinearOpsRegistry)
+    collect, init = calibrate.MinMaxCalibrater.collect_data, calibrate.CalibraterBase.__init__
+    assert "Relu" in registry.QDQRegistry and "Sigmoid" in registry.QLinearOpsRegistry
+    assert "collect_data" not in vars(calibrate.EntropyCalibrater)  # inherited
+    with P._ort_quantization_restored():
+        registry.QDQRegistry["LRN"] = object
+        del registry.QDQRegistry["Relu"]
+        del registry.QLinearOpsRegistry["Sigmoid"]
+        calibrate.MinMaxCalibrater.collect_data = lambda self, reader: None
+        calibrate.CalibraterBase.__init__ = lambda self, *a, **k: None
+        calibrate.EntropyCalibrater.collect_data = lambda self, reader: None  # new here: hides the base's
+        calibrate.create_calibrator = None
+    assert list(registry.QDQRegistry.items()) == list(qdq.items())  # same items, same order, same dict
+    assert list(registry.QLinearOpsRegistry.items()) == list(qlinear.items())
+    import onnxruntime.quantization.quantize  # noqa: F401
+    import sys
+
+    assert sys.modules["onnxruntime.quantization.quantize"].QDQRegistry is registry.QDQRegistry
+    assert calibrate.MinMaxCalibrater.collect_data is collect and calibrate.CalibraterBase.__init__ is init
+    assert "collect_data" not in vars(calibrate.EntropyCalibrater) and callable(calibrate.create_calibrator)
+
+
 # ------------------------------------------------------------------------------------------ zoo model
 
 ZOO = 96

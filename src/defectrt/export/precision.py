@@ -41,6 +41,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import tempfile
 
 from defectrt.errors import BackendUnavailable, DefectrtError, UserInputError
@@ -567,32 +568,91 @@ def quantize_int8(onnx_in, onnx_out, calib_dir, calib_count=300, flavour="trt", 
     return onnx_out
 
 
+_ORT_QUANTIZATION = "onnxruntime.quantization"
+
+
+def _ort_quantization_namespaces():
+    """Every imported onnxruntime.quantization module, and the classes defined in that package."""
+    import onnxruntime.quantization.registry  # noqa: F401  (its op registries are what ModelOpt edits)
+
+    # From sys.modules: `import onnxruntime.quantization.quantize` names the *function* quantize,
+    # which the package re-exports under the module's name.
+    modules = [mod for name, mod in list(sys.modules.items()) if mod is not None
+               and (name == _ORT_QUANTIZATION or name.startswith(_ORT_QUANTIZATION + "."))]
+    classes = {}
+    for mod in modules:
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, type) and obj.__module__.startswith(_ORT_QUANTIZATION):
+                classes[id(obj)] = obj
+    return modules + list(classes.values())
+
+
+def _contents(value):
+    """A copy of a dict / list / set's items (to refill the same object later), else None."""
+    for kind in (dict, list, set):
+        if isinstance(value, kind):
+            return kind(value)
+    return None
+
+
+def _refill(value, contents):
+    if isinstance(value, list):
+        value[:] = contents
+    else:
+        value.clear()
+        value.update(contents)
+
+
+def _namespace_snapshot(target):
+    """name -> (value, copy of its items when it is a container; dunder names keep identity only)."""
+    return {key: (value, None if key.startswith("__") else _contents(value))
+            for key, value in list(vars(target).items())}
+
+
+def _namespace_restore(target, before):
+    now = vars(target)
+    for key, (value, contents) in before.items():
+        if now.get(key) is not value:
+            setattr(target, key, value)
+        if contents is not None:
+            _refill(value, contents)
+    if isinstance(target, type):
+        # An attribute added to a class can override an inherited method; one added to a module
+        # is only a name nothing reads (and may be a submodule imported meanwhile), so it stays.
+        for key in [k for k in now if k not in before]:
+            delattr(target, key)
+
+
 @contextlib.contextmanager
 def _ort_quantization_restored():
-    """ModelOpt's quantize() monkeypatches ONNX Runtime's calibrators and quantizer classes
-    (modelopt/onnx/quantization/ort_patching.py) and never undoes it, which breaks a later
-    `quantize_static` in the same process (its patched calibrator skips the graph input). Put back
-    every attribute of those modules and classes that changed while the block ran."""
-    import onnxruntime.quantization.base_quantizer as base_quantizer
-    import onnxruntime.quantization.calibrate as calibrate
-    import onnxruntime.quantization.qdq_quantizer as qdq_quantizer
-    import onnxruntime.quantization.quantize as ort_quantize
+    """ModelOpt's quantize() patches ONNX Runtime's quantization package for its own use and never
+    undoes it (modelopt/onnx/quantization/ort_utils.py configure_ort and ort_patching.py):
+    - replaces methods of the calibrator / collector / quantizer classes (MinMaxCalibrater,
+      HistogramCalibrater, HistogramCollector, CalibraterBase, QDQQuantizer, BaseQuantizer) and the
+      module function calibrate.create_calibrator;
+    - edits the op registries in place (onnxruntime.quantization.registry QDQRegistry and
+      QLinearOpsRegistry, the same dict objects the other modules import): adds BatchNormalization,
+      ConvTranspose, LayerNormalization, LRN, HardSwish and deletes Relu, Sigmoid, Concat, Reshape, ...
+    A later `quantize_static` in the same process (the cpu flavour) would then calibrate differently
+    or, with the registries (whose keys are its default op types), quantize other nodes: issue 21,
+    the tiny test model lost the Q/DQ after its stem's Sigmoid. Measured on the ModelOpt
+    int8 path: nothing else global changes (environment, numpy's RNG and settings, warning filters,
+    onnx / onnxruntime top-level attributes); its logger is its own (see _quiet_modelopt).
 
-    modules = (calibrate, qdq_quantizer, base_quantizer, ort_quantize)
-    classes = [obj for mod in modules for obj in vars(mod).values()
-               if isinstance(obj, type) and obj.__module__.startswith("onnxruntime.quantization")]
-    saved = [(t, dict(vars(t))) for t in list(modules) + classes]
+    So every attribute of every imported onnxruntime.quantization module and class is put back, and
+    every module- or class-level dict / list / set is refilled in place with its old items (in place:
+    other modules hold the same object). Items are restored by identity, one level deep (a numpy
+    array edited in place inside a dict would not be; nothing does that). ModelOpt re-applies all of
+    it at the start of every quantize(), so its own output does not depend on this. Chosen over running
+    ModelOpt in a child process, which would re-import torch and ModelOpt per call, need a picklable
+    reader, and with "spawn" re-run the caller's unguarded script top level.
+    """
+    saved = [(target, _namespace_snapshot(target)) for target in _ort_quantization_namespaces()]
     try:
         yield
     finally:
         for target, before in saved:
-            now = vars(target)
-            for key, value in before.items():
-                if now.get(key) is not value:
-                    setattr(target, key, value)
-            if isinstance(target, type):
-                for key in [k for k in now if k not in before]:
-                    delattr(target, key)
+            _namespace_restore(target, before)
 
 
 def _quantize_modelopt(src, work, reader, exclude, calibration_method):
