@@ -46,3 +46,16 @@ def screw_image():
     from defectrt.data.synth import generate
 
     return generate("screw", 3, seed=4242)
+
+
+@pytest.fixture(autouse=True)
+def _verbosity_restored():
+    """A test that runs the CLI with -q sets DEFECTRT_VERBOSITY for the whole process (as the CLI should);
+    put it back so that later tests see the default level (a quiet level left behind silenced the engine
+    build's progress lines in test_trt_fixes when test order changed)."""
+    saved = os.environ.get("DEFECTRT_VERBOSITY")
+    yield
+    if saved is None:
+        os.environ.pop("DEFECTRT_VERBOSITY", None)
+    else:
+        os.environ["DEFECTRT_VERBOSITY"] = saved
