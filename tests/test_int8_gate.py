@@ -73,10 +73,11 @@ def _build(out, data, **kw):
 
 @pytest.fixture(scope="module")
 def good_bundle(tmp_path_factory, screw_data):
-    # The limit is 2 points here, not the default 0.5: on 20 val images PTQ measures anything from +0.1
-    # (AMD EPYC) to -0.75 (Intel Xeon with VNNI: ONNX Runtime's kernels differ) - within the split's own
-    # +-1 point resolution (test_gate_says_when_the_val_split_is_too_small_to_judge), so a 0.5 limit would
-    # test the CPU, not the gate. The lossy builds below lose more than 3 points.
+    # The limit is 2 points here, not the default 0.5: on these 20 val images PTQ measured -0.75 (Intel Xeon
+    # with VNNI, 2026-12-01) - within the split's own +-1.07 point resolution (see
+    # test_gate_says_when_the_val_split_is_too_small_to_judge) - and it passed 0.5 earlier only when ModelOpt
+    # had leaked into ONNX Runtime's quantizer before it (fixed). A 0.5 limit would test the CPU and the
+    # test order, not the gate. The lossy builds below lose more than 3 points.
     out = str(tmp_path_factory.mktemp("good") / "screw.bundle")
     return out, _build(out, screw_data, int8_flavour="cpu", gate=G.GateOptions(max_loss=GOOD_LIMIT))
 

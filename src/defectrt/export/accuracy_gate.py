@@ -203,12 +203,15 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
         log.warning("accuracy gate: %s failed (%s); measuring per-layer sensitivity for a fallback",
                     precision, "; ".join(verdict["failures"]))
         got, verdict, fb_record = fallback(ref, got, verdict, score, options)
-    res = None
+    res = coarse = None
     if precision != "fp32":
-        pairs = dict((id(m), p) for m, p in scored)
-        res = resolution(pairs[id(ref)], pairs[id(got)], len(dataset.names), options.max_loss)
+        def pairs_of(metrics):  # the per-image pairs kept when these metrics were scored
+            return next(p for m, p in scored if m is metrics)
+
+        res = resolution(pairs_of(ref), pairs_of(got), len(dataset.names), options.max_loss)
         if res is not None and not res["resolves_limit"]:
-            log.warning("accuracy gate: %s", _too_coarse(res, verdict["map50_95_loss"], options.max_loss))
+            coarse = _too_coarse(res, verdict["map50_95_loss"], options.max_loss)
+            log.warning("accuracy gate: %s", coarse)
     val_record = {"data": val, "split": "val", "conf": VAL_CONF, "iou": VAL_IOU, "recall_conf": conf, "fp32": ref}
     if precision != "fp32":
         val_record[precision] = got
@@ -222,8 +225,8 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
         msg = "accuracy gate: the {} model is not good enough: {}".format(precision, "; ".join(verdict["failures"]))
         if fb_record:
             msg += " (even with {} layers kept in higher precision)".format(len(fb_record.get("kept") or []))
-        if res is not None and not res["resolves_limit"]:
-            msg += " - note: " + _too_coarse(res, verdict["map50_95_loss"], options.max_loss)
+        if coarse:
+            msg += " - note: " + coarse
         if not options.accept_loss:
             err = AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
                                     "--qat-epochs N (quantization-aware fine-tuning), --precision fp16, a looser "
