@@ -5,19 +5,24 @@ set and ONNX Runtime CPU latency.
         [--calib-sets 3] [--calib-count 64] [--gate-n 40] [--fresh-n 80] [--qat-epochs 1] \\
         [--flavours cpu,trt] [--methods ptq,default,qat] [--cells trt:1:default,...] [--work DIR] \\
         [--json out.json [--resume]] [--no-latency | --latency-only [--latency-set N]]
+        [--fresh-seed S --fresh-n N --rescore]
 
 Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export build` ships):
   ptq       --precision int8, gate measured on the gate set but never refusing (accept_loss, no fallback)
   default   what `export build --val` ships by default: gate 0.5 points / 2.0 recall points, fallback on,
             refusing when even the fallback fails (recorded as refused). Where PTQ passes the default gate,
             that is the shipped model (not built twice).
+  strict    as default, with --strict-gate: the loss judged at the low end of the gate split's interval
   qat       --qat-epochs N fine-tuning on the calibration set's images (defectrt.train.qat), then the
             same PTQ export (first --qat-sets calibration sets, or the --cells named)
 Data (synthetic, `defectrt data synth --kind KIND`): --calib-sets labelled calibration sets (seeds 101,
 102, ...; each set's train images are both the calibration sample and the QAT data), one gate set (seed
 201, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
 Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime Detector (ONNX Runtime,
-conf 0.001, NMS IoU 0.6) minus FP32's, in points. Speed: median latency of FP32 and each INT8 model of
+conf 0.001, NMS IoU 0.6) minus FP32's, in points, with the fresh set's own 90% paired-bootstrap interval of
+that change (what the fresh set can resolve; the gate's `resolution`). --rescore builds nothing: it scores
+the bundles of the rows in --json that still exist on another fresh set (--fresh-seed, --fresh-n) and adds
+the figures to each row's "rescores" (a larger independent set to settle a cell the first one cannot). Speed: median latency of FP32 and each INT8 model of
 calibration set --latency-set (1), batch 1, measured in interleaved rounds in one process (ONNX Runtime
 CPU provider); the `trt` models' CPU latency is not TensorRT's (unverified on hardware). On a shared
 machine run the cells with --no-latency and time them alone: flock /tmp/bench.lock ... --latency-only.
@@ -42,9 +47,22 @@ def parse_imgsz(text):
     return (parts[0], parts[-1])
 
 
+def fresh_score(onnx_path, fresh, ref):
+    """mAP50-95 of `onnx_path` on the fresh set, its change from FP32 in points and the fresh set's 90%
+    interval of that change. ref: (FP32 metrics, FP32 per-image pairs) on the same set."""
+    from defectrt.export.accuracy_gate import measure, resolution
+
+    pairs = []
+    got = measure(onnx_path, fresh, 0.25, keep=pairs)
+    res = resolution(ref[1], pairs, len(fresh.names), 0.5)
+    return got, {"fresh_map50_95": got["map50_95"],
+                 "fresh_change_points": round(100.0 * (got["map50_95"] - ref[0]["map50_95"]), 3),
+                 "fresh_change_interval": res and res["change_interval"]}
+
+
 def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, work):
     from defectrt.errors import DefectrtError
-    from defectrt.export.accuracy_gate import GateOptions, measure
+    from defectrt.export.accuracy_gate import GateOptions
     from defectrt.export.bundle import build_bundle
 
     out = os.path.join(work, "{}-{}-{}.bundle".format(flavour, k + 1, method))
@@ -52,11 +70,12 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
     ptq = next((r for r in rows if r["flavour"] == flavour and r["calib_set"] == k + 1 and r["method"] == "ptq"), None)
     if method == "default" and ptq is not None and ptq.get("gate_passed_default"):
         # The default gate passes the PTQ model as it is: the shipped bundle is that model.
-        row.update({key: ptq[key] for key in ("calibration_sample", "gate_set_loss", "fresh_map50_95",
-                                             "fresh_change_points")})
+        row.update({key: ptq.get(key) for key in ("calibration_sample", "gate_set_loss", "fresh_map50_95",
+                                                 "fresh_change_points", "fresh_change_interval")})
         row.update({"kept_layers": [], "note": "PTQ passed the default gate: same model", "path": ptq["path"]})
         return _log_row(row)
-    gate = GateOptions(accept_loss=method != "default", fallback=method == "default",
+    shipped = method in ("default", "strict")  # gated as `export build --val` [--strict-gate] ships
+    gate = GateOptions(accept_loss=not shipped, fallback=shipped, strict=method == "strict",
                        sensitivity_images=args.sensitivity_images)
     t0 = time.time()
     try:
@@ -71,14 +90,15 @@ def run_one(args, flavour, k, calib, method, gate_set, fresh, ref, rows, imgsz, 
                     "fallback_steps": fb.get("steps"), "fallback_ranking": fb.get("ranking"),
                     "fallback_layers": fb.get("layers"), "gate_resolution": rec.get("resolution")})
         return _log_row(row)
-    got = measure(os.path.join(out, "model.onnx"), fresh, 0.25)
+    got, scored = fresh_score(os.path.join(out, "model.onnx"), fresh, ref)
+    row.update(scored)
+    ref = ref[0]
     g = manifest.accuracy_gate
     fb = g.get("fallback") or {}
     row.update({"calibration_sample": manifest.int8_calibration_sample,
                 "gate_set_loss": g["measured"]["map50_95_loss"],
-                "gate_passed_default": not g["failures"] if method != "default" else g["passed"],
-                "fresh_map50_95": got["map50_95"],
-                "fresh_change_points": round(100.0 * (got["map50_95"] - ref["map50_95"]), 3),
+                "gate_passed_default": not g["failures"] if not shipped else g["passed"],
+                "gate_judged_loss": g["measured"].get("judged_loss"),
                 "fresh_recall_change": {n: round(100.0 * ((got["per_class"][n]["recall_at_conf"] or 0)
                                                           - (ref["per_class"][n]["recall_at_conf"] or 0)), 2)
                                         for n in ref["per_class"] if ref["per_class"][n]["instances"]},
@@ -109,6 +129,29 @@ def _log_row(row):
     return row
 
 
+def rescore(args, rows, previous, fresh, ref):
+    for row in rows:
+        path = row.get("path") and os.path.join(row["path"], "model.onnx")
+        if not path or not os.path.isfile(path) or row.get("note"):
+            continue
+        _, scored = fresh_score(path, fresh, ref)
+        entry = {"fresh_seed": args.fresh_seed, "fresh_images": len(fresh), "fp32_map50_95": ref[0]["map50_95"],
+                 "map50_95": scored["fresh_map50_95"], "change_points": scored["fresh_change_points"],
+                 "change_interval": scored["fresh_change_interval"]}
+        row.setdefault("rescores", []).append(entry)
+        for other in rows:  # a default row that shipped this very model
+            if other is not row and other.get("note") and other.get("path") == row["path"]:
+                other.setdefault("rescores", []).append(entry)
+        log("{} calib{} {}: {} fresh images (seed {}): {:+.2f} points, 90% interval {}".format(
+            row["flavour"], row["calib_set"], row["method"], len(fresh), args.fresh_seed, entry["change_points"],
+            entry["change_interval"]))
+    result = dict(previous, rows=rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="demo:screw")
@@ -119,6 +162,10 @@ def main(argv=None):
     ap.add_argument("--calib-count", type=int, default=64)
     ap.add_argument("--gate-n", type=int, default=40)
     ap.add_argument("--fresh-n", type=int, default=80)
+    ap.add_argument("--fresh-seed", type=int, default=301, help="seed of the fresh set (301: the benchmark's own)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="build nothing: score the bundles of the rows in --json that still exist on this "
+                         "fresh set and add the figures to each row's rescores")
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--flavours", default="cpu,trt")
     ap.add_argument("--methods", default="ptq,default,qat")
@@ -162,19 +209,27 @@ def main(argv=None):
     calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n + 1, 1.0 / (args.calib_n + 1))
                   for i in range(args.calib_sets)]
     gate_set = data("gate", 201, args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
-    fresh = load_dataset(data("fresh", 301, args.fresh_n + 1, args.fresh_n / float(args.fresh_n + 1)), "val")
+    fresh_dir = "fresh" if args.fresh_seed == 301 else "fresh-{}-{}".format(args.fresh_seed, args.fresh_n)
+    fresh = load_dataset(data(fresh_dir, args.fresh_seed, args.fresh_n + 1, args.fresh_n / float(args.fresh_n + 1)),
+                         "val")
     fp32 = os.path.join(work, "fp32.onnx")
     if not os.path.isfile(fp32):
         export_onnx(args.model, fp32, imgsz=imgsz)
     previous = {}
-    if args.resume or args.latency_only:
+    if args.resume or args.latency_only or args.rescore:
         found = [p for p in (args.json, (args.json or "") + ".partial") if p and os.path.isfile(p)]
         if found:  # the newer of the final JSON and the partial one
             with open(max(found, key=os.path.getmtime)) as f:
                 previous = json.load(f)
-    ref = previous.get("fp32_fresh") or measure(fp32, fresh, 0.25)
+    ref_pairs = []  # FP32's per-image results: the paired interval of every change needs them
+    ref = measure(fp32, fresh, 0.25, keep=ref_pairs)
     log("FP32 on the fresh set ({} images): mAP50-95 {:.4f}".format(len(fresh), ref["map50_95"]))
     rows = list(previous.get("rows", []))
+    if args.rescore:
+        return rescore(args, rows, previous, fresh, (ref, ref_pairs))
+    if previous.get("fp32_fresh") and previous["fp32_fresh"]["map50_95"] != ref["map50_95"]:
+        log("note: FP32 scores {} on this fresh set, {} in the resumed rows".format(
+            ref["map50_95"], previous["fp32_fresh"]["map50_95"]))
     done = {(r["flavour"], r["calib_set"], r["method"]) for r in rows}
     if args.cells:
         cells = []
@@ -187,7 +242,7 @@ def main(argv=None):
     for flavour, k, method in ([] if args.latency_only else cells):
         if (flavour, k + 1, method) in done:
             continue
-        row = run_one(args, flavour, k, calib_sets[k], method, gate_set, fresh, ref, rows, imgsz, work)
+        row = run_one(args, flavour, k, calib_sets[k], method, gate_set, fresh, (ref, ref_pairs), rows, imgsz, work)
         row.update(finished=time.strftime("%H:%M UTC", time.gmtime()), load_average=_load())
         rows.append(row)
         if args.json:  # partial results survive an interrupted run

@@ -144,6 +144,43 @@ def test_gate_says_when_the_val_split_is_too_small_to_judge(screw_data, tmp_path
     assert "{} images".format(len(ds)) in text and str(small["images_for_limit"]) in text
 
 
+def test_strict_gate_judges_the_low_end_of_the_interval(good_bundle, screw_data, tmp_path):
+    # The good build's INT8 model against FP32 on the 20-image split: a limit between the measured loss and
+    # the interval's pessimistic end passes by default and fails under strict; a fallback's candidate is
+    # judged the same way (a stand-in fallback that offers the FP32 model itself: interval (0, 0)).
+    from defectrt.export.onnx import export_onnx
+
+    fp32, int8 = str(tmp_path / "fp32.onnx"), os.path.join(good_bundle[0], "model.onnx")
+    export_onnx("demo:screw", fp32, imgsz=IMGSZ)
+    _, g = G.gate(fp32, int8, "int8", screw_data, 0.25, G.GateOptions(max_loss=50, max_recall_drop=100))
+    loss, low = g["measured"]["map50_95_loss"], g["resolution"]["change_interval"][0]
+    assert -low > loss + 0.2 and g["strict"] is False and "judged_loss" not in g["measured"]
+    limit = (loss - low) / 2
+    lenient = G.GateOptions(max_loss=limit, max_recall_drop=100, fallback=False)
+    strict = G.GateOptions(max_loss=limit, max_recall_drop=100, fallback=False, strict=True)
+    assert G.gate(fp32, int8, "int8", screw_data, 0.25, lenient)[1]["passed"]
+    with pytest.raises(G.AccuracyGateError, match="--strict-gate") as err:
+        G.gate(fp32, int8, "int8", screw_data, 0.25, strict)
+    assert err.value.record["measured"]["judged_loss"] == pytest.approx(-low, abs=2e-3)
+    need = G._strict_images(g["resolution"], {"map50_95_loss": loss, "judged_loss": -low}, strict)
+    assert need > g["resolution"]["images"] and err.value.record["strict"]
+    assert "about {} images would bring the interval's end within --max-loss".format(need) in str(err.value)
+
+    offered = []
+
+    def fallback(got, verdict, measure, judge):
+        m = measure(fp32)
+        offered.append((verdict, judge(m)))
+        return m, offered[-1][1], {"kept": ["stand-in"], "steps": []}
+
+    strict.fallback = True
+    _, g = G.gate(fp32, int8, "int8", screw_data, 0.25, strict, fallback=fallback)
+    first, candidate = offered[0]
+    assert first["judged_loss"] == pytest.approx(-low, abs=2e-3) and not first["passed"]
+    assert candidate["passed"] and candidate["judged_loss"] == 0
+    assert g["passed"] and g["first_try"]["judged_loss"] == first["judged_loss"] and g["resolution"]["half_width"] == 0
+
+
 def _dropped(det, i):
     """Detections of image i without their best box on every third image (a model that misses a few)."""
     keep = np.ones(len(det.scores), bool)
@@ -162,8 +199,10 @@ def test_gate_fails_a_lossy_build_and_writes_nothing(tmp_path, screw_data, monke
     err = capsys.readouterr().err
     assert "accuracy gate" in err and "--max-loss 0.5" in err and "--accept-loss" in err
     assert not os.path.exists(out) and not [f for f in os.listdir(str(tmp_path)) if f != "bad.bundle"]
-    assert main(args + ["--accept-loss"]) == 0  # overridden: written, and the manifest says so
+    assert "--strict-gate" not in err  # judged at the measured loss by default
+    assert main(args + ["--accept-loss", "--strict-gate"]) == 0  # overridden: written, and the manifest says so
     gate = json.load(open(os.path.join(out, "manifest.json")))["accuracy_gate"]
+    assert gate["strict"] and gate["measured"]["judged_loss"] >= gate["measured"]["map50_95_loss"]
     printed = capsys.readouterr().out
     assert "FAILED, accepted" in printed
     assert "val split: {} images resolve the change to +-{:.2f} points".format(
@@ -201,6 +240,14 @@ def test_compare_limits_and_single_object_rule():
     assert G.compare(ref, _metrics(0.696, {"a": 0.90, "b": 0.79}), opts)["passed"]
     v = G.compare(ref, _metrics(0.690, {"a": 0.90, "b": 0.80}), opts)
     assert not v["passed"] and v["map50_95_loss"] == pytest.approx(1.0) and "mAP50-95" in v["failures"][0]
+    strict = G.GateOptions(strict=True)
+    assert G.compare(ref, _metrics(0.699, {"a": 0.9, "b": 0.8}), opts, interval=(-0.8, 0.6))["passed"]
+    v = G.compare(ref, _metrics(0.699, {"a": 0.9, "b": 0.8}), strict, interval=(-0.8, 0.6))
+    assert not v["passed"] and v["judged_loss"] == pytest.approx(0.8) and "-0.80 at the low end" in v["failures"][0]
+    assert G.compare(ref, _metrics(0.699, {"a": 0.9, "b": 0.8}), strict, interval=(-0.4, 0.2))["judged_loss"] == (
+        pytest.approx(0.4))
+    assert G.compare(ref, _metrics(0.690, {"a": 0.9, "b": 0.8}), strict, interval=(-0.4, 0.2))["judged_loss"] == (
+        pytest.approx(1.0))  # never judged better than measured
     v = G.compare(ref, _metrics(0.700, {"a": 0.87, "b": 0.80}), opts)  # 3 of 100 'a' objects lost
     assert not v["passed"] and "'a'" in v["failures"][0] and v["recall_drop"]["a"] == pytest.approx(3.0)
     small = _metrics(0.7, {"a": 0.9}, n=20)  # one object of 20 is 5 points: not enough on its own

@@ -52,6 +52,11 @@ def register(export_sub):
                    help="with --val: fail when any class's recall at --conf drops more than this many points "
                    "(default 2.0; a single object never fails)")
     p.add_argument("--accept-loss", action="store_true", help="with --val: report a failed gate, but write the bundle")
+    p.add_argument("--strict-gate", action="store_true",
+                   help="with --val: judge the mAP50-95 loss at the pessimistic end of the val split's 90%% interval "
+                   "(a paired bootstrap over its images), not at the measured value: a pass then means within "
+                   "--max-loss at 95%% one-sided confidence on this split; needs a large split (~300-500 images "
+                   "for 0.5 points)")
     p.add_argument("--no-fallback", action="store_true",
                    help="INT8 with --val: on a failed gate, do not keep the most sensitive layers out of INT8")
     p.add_argument("--qat-epochs", type=int, default=0,
@@ -88,7 +93,7 @@ def run(args):
     from defectrt.export.accuracy_gate import GateOptions
 
     gate = GateOptions(max_loss=args.max_loss, max_recall_drop=args.max_recall_drop, accept_loss=args.accept_loss,
-                       fallback=not args.no_fallback)
+                       fallback=not args.no_fallback, strict=args.strict_gate)
     manifest = bundle.build_bundle(args.model, args.output, force=args.force, spec=build_spec(args), gate=gate,
                                    qat_epochs=args.qat_epochs)
     print("bundle {}: {} {}x{}, grid-sample {}, engine: {}".format(

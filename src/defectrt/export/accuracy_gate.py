@@ -19,9 +19,15 @@ change (a paired bootstrap over the split's images, `defectrt.data.metrics.map_c
 says so when the split is too small to tell a loss of `max_loss` from chance (a warning with the number
 of images that would resolve it; `resolution` in the record). Measured on demo:pcb (issue 21's
 benchmark): a 30-image split passed an INT8 model at +1.06 points that lost 0.75 on 120 fresh images.
-The verdict itself stays the measured change against the limit, as `--max-loss` promises: a stricter
-rule (refuse unless the whole interval is within the limit) would refuse nearly every build on the
-small splits users start with; the warning makes the chance visible instead.
+By default the verdict stays the measured change against the limit, as `--max-loss` promises: the
+stricter rule would refuse nearly every build on the small splits users start with; the warning makes the
+chance visible instead. `--strict-gate` (GateOptions.strict) is that stricter rule for a factory that
+must not ship on luck: the mAP50-95 loss is judged at the pessimistic end of the interval (its low end:
+95% one-sided), for the first try and for every fallback step, so a pass means "within the limit at that
+confidence on this split" - at the price of a large split (a 0.5-point limit needs ~300-500 images on the
+issue-21 benchmark's data) and of more layers kept out of INT8. Issue 21's run 3 is why it exists: on
+demo:pcb `trt` a 200-image split measured -0.11 (interval -0.74 .. +0.51, warned) for a model that lost
+0.55 on 300 fresh images.
 
 The manifest records both sets of figures, the limits applied, the verdict and, when it came to that,
 the layer fallback (defectrt.export.sensitivity) that brought the INT8 model within the limits.
@@ -54,10 +60,11 @@ class GateOptions(object):
     bundle's confidence threshold; accept_loss: report a failed gate but finish the bundle;
     fallback: on failure, keep the most sensitive INT8 layers in higher precision until it passes;
     sensitivity_images: calibration images the per-layer sensitivity is measured on; fallback_steps: how
-    many fallback tries at most (1, 2, 4, ... layers kept; each is a quantization and a val run)."""
+    many fallback tries at most (1, 2, 4, ... layers kept; each is a quantization and a val run);
+    strict: judge the mAP50-95 loss at the pessimistic end of the val split's interval (module docstring)."""
 
     def __init__(self, max_loss=DEFAULT_MAX_LOSS, max_recall_drop=DEFAULT_MAX_RECALL_DROP, accept_loss=False,
-                 fallback=True, sensitivity_images=4, fallback_steps=7):
+                 fallback=True, sensitivity_images=4, fallback_steps=7, strict=False):
         for name, value in (("--max-loss", max_loss), ("--max-recall-drop", max_recall_drop)):
             if value is None or not float(value) >= 0:
                 raise UserInputError("{} {!r}: give a number of points >= 0 (e.g. 0.5)".format(name, value))
@@ -70,10 +77,11 @@ class GateOptions(object):
         self.accept_loss = bool(accept_loss)
         self.fallback = bool(fallback)
         self.sensitivity_images = int(sensitivity_images)
+        self.strict = bool(strict)
 
     def record(self):
         return {"max_loss": self.max_loss, "max_recall_drop": self.max_recall_drop, "accept_loss": self.accept_loss,
-                "fallback": self.fallback}
+                "fallback": self.fallback, "strict": self.strict}
 
 
 class _Recorder(object):
@@ -115,14 +123,19 @@ def measure(onnx_path, dataset, conf, keep=None):
     return out
 
 
-def compare(ref, got, options):
+def compare(ref, got, options, interval=None):
     """Verdict of `got` (final precision) against `ref` (FP32) under `options`: {"map50_95_loss",
-    "recall_drop": {class: points}, "failures": [text], "passed"}."""
+    "recall_drop": {class: points}, "failures": [text], "passed"} (+ "judged_loss" under options.strict).
+    interval: the val split's (low, high) interval of the mAP50-95 change in points; with options.strict
+    the loss is judged at its low end when that is worse than the measured change."""
     loss = 100.0 * ((ref["map50_95"] or 0.0) - (got["map50_95"] or 0.0))
     failures, drops = [], {}
-    if loss > options.max_loss + 1e-9:
-        failures.append("mAP50-95 {:.4f} -> {:.4f}: -{:.2f} points, more than --max-loss {:g}".format(
-            ref["map50_95"] or 0.0, got["map50_95"] or 0.0, loss, options.max_loss))
+    judged = max(loss, -interval[0]) if options.strict and interval is not None else loss
+    if judged > options.max_loss + 1e-9:
+        failures.append("mAP50-95 {:.4f} -> {:.4f}: -{:.2f} points{}, more than --max-loss {:g}".format(
+            ref["map50_95"] or 0.0, got["map50_95"] or 0.0, loss,
+            "" if judged == loss else ", and up to -{:.2f} at the low end of the val split's interval "
+                                      "(--strict-gate)".format(judged), options.max_loss))
     for name, r in ref["per_class"].items():
         g = got["per_class"].get(name) or {}
         n = r.get("instances") or 0
@@ -138,7 +151,10 @@ def compare(ref, got, options):
                                 options.max_recall_drop,
                                 " (only {} objects: add val images for a finer figure)".format(n)
                                 if n < COARSE_CLASS else ""))
-    return {"map50_95_loss": round(loss, 3), "recall_drop": drops, "failures": failures, "passed": not failures}
+    verdict = {"map50_95_loss": round(loss, 3), "recall_drop": drops, "failures": failures, "passed": not failures}
+    if options.strict:
+        verdict["judged_loss"] = round(judged, 3)
+    return verdict
 
 
 def resolution(ref_pairs, got_pairs, nc, max_loss, resamples=RESAMPLES, level=LEVEL):
@@ -172,12 +188,22 @@ def _too_coarse(res, loss, max_loss):
                          limit=max_loss, need=res["images_for_limit"])
 
 
+def _strict_images(res, verdict, options):
+    """About how many val images would let a --strict-gate pass the measured loss (its half-width shrinks
+    as 1 / sqrt(images) down to the room left between the measured loss and the limit), or None."""
+    room = options.max_loss - verdict["map50_95_loss"]
+    if res is None or room <= 0 or not res["half_width"] or verdict.get("judged_loss", 0) <= options.max_loss:
+        return None
+    return int(math.ceil(res["images"] * (res["half_width"] / room) ** 2))
+
+
 def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=None):
     """Measure, decide, and (INT8 PTQ) fall back. Returns (val record, gate record) for the manifest.
 
-    fallback: None, or a callable(ref_metrics, got_metrics, verdict, measure_fn, options) -> (metrics,
-    verdict, record) that may replace `final_path` by a model with layers kept in higher precision
-    (defectrt.export.sensitivity.Fallback). Raises AccuracyGateError when the final verdict fails and
+    fallback: None, or a callable(got_metrics, verdict, measure_fn, judge_fn) -> (metrics, verdict, record)
+    that may replace `final_path` by a model with layers kept in higher precision
+    (defectrt.export.sensitivity.Fallback); judge_fn(metrics) is this gate's verdict on a model measured
+    by measure_fn. Raises AccuracyGateError when the final verdict fails and
     options.accept_loss is off.
     """
     from defectrt.data.dataset import load_dataset
@@ -194,31 +220,49 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
         scored.append((metrics, pairs))
         return metrics
 
+    def pairs_of(metrics):  # the per-image pairs kept when these metrics were scored
+        return next(p for m, p in scored if m is metrics)
+
+    resolved = []  # (metrics, resolution): each model's interval is bootstrapped once
+
+    def resolution_of(metrics):
+        for m, r in resolved:
+            if m is metrics:
+                return r
+        r = resolution(pairs_of(ref), pairs_of(metrics), len(dataset.names), options.max_loss)
+        resolved.append((metrics, r))
+        return r
+
+    def judge(metrics):
+        res = resolution_of(metrics) if options.strict else None
+        return compare(ref, metrics, options, interval=res and res["change_interval"])
+
     ref = score(fp32_path)
     got = score(final_path) if precision != "fp32" else ref
-    verdict = compare(ref, got, options)
+    verdict = judge(got)
     first = dict(verdict)
     fb_record = None
     if not verdict["passed"] and fallback is not None and options.fallback:
         log.warning("accuracy gate: %s failed (%s); measuring per-layer sensitivity for a fallback",
                     precision, "; ".join(verdict["failures"]))
-        got, verdict, fb_record = fallback(ref, got, verdict, score, options)
+        got, verdict, fb_record = fallback(got, verdict, score, judge)
     res = coarse = None
     if precision != "fp32":
-        def pairs_of(metrics):  # the per-image pairs kept when these metrics were scored
-            return next(p for m, p in scored if m is metrics)
-
-        res = resolution(pairs_of(ref), pairs_of(got), len(dataset.names), options.max_loss)
-        if res is not None and not res["resolves_limit"]:
+        res = resolution_of(got)
+        # under --strict-gate a pass already holds at the interval's end: the split was fine enough
+        if res is not None and not res["resolves_limit"] and not (options.strict and verdict["passed"]):
             coarse = _too_coarse(res, verdict["map50_95_loss"], options.max_loss)
             log.warning("accuracy gate: %s", coarse)
     val_record = {"data": val, "split": "val", "conf": VAL_CONF, "iou": VAL_IOU, "recall_conf": conf, "fp32": ref}
     if precision != "fp32":
         val_record[precision] = got
-    gate_record = dict(options.record(), measured={"map50_95_loss": verdict["map50_95_loss"],
-                                                   "recall_drop": verdict["recall_drop"]},
-                       first_try=None if fb_record is None else {"map50_95_loss": first["map50_95_loss"],
-                                                                 "failures": first["failures"]},
+    measured = {"map50_95_loss": verdict["map50_95_loss"], "recall_drop": verdict["recall_drop"]}
+    if "judged_loss" in verdict:
+        measured["judged_loss"] = verdict["judged_loss"]
+    gate_record = dict(options.record(), measured=measured,
+                       first_try=None if fb_record is None else dict(
+                           {k: first[k] for k in ("map50_95_loss", "judged_loss") if k in first},
+                           failures=first["failures"]),
                        passed=verdict["passed"], failures=verdict["failures"], fallback=fb_record,
                        resolution=res)
     if not verdict["passed"]:
@@ -227,6 +271,11 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
             msg += " (even with {} layers kept in higher precision)".format(len(fb_record.get("kept") or []))
         if coarse:
             msg += " - note: " + coarse
+        strict_need = _strict_images(res, verdict, options) if options.strict else None
+        if strict_need:
+            msg += (" - under --strict-gate the val split's {} images leave +-{:.2f} points of doubt; about {} "
+                    "images would bring the interval's end within --max-loss if the measured change "
+                    "holds").format(res["images"], res["half_width"], strict_need)
         if not options.accept_loss:
             err = AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
                                     "--qat-epochs N (quantization-aware fine-tuning), --precision fp16, a looser "

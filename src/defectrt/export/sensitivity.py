@@ -266,6 +266,11 @@ def compare_latency(paths, blob, rounds=15, warmup=2):
     return [statistics.median(t) for t in times]
 
 
+def _loss(verdict):
+    """The loss a verdict was judged on (--strict-gate: the interval's pessimistic end)."""
+    return verdict.get("judged_loss", verdict["map50_95_loss"])
+
+
 class Fallback(object):
     """The gate's fallback for INT8 PTQ (see the module docstring).
 
@@ -278,9 +283,7 @@ class Fallback(object):
         self.fp32_path, self.final_path, self.requantize = fp32_path, final_path, requantize
         self.blob, self.max_steps, self.timing_rounds = blob, max_steps, timing_rounds
 
-    def __call__(self, ref, got, verdict, measure, options):
-        from defectrt.export.accuracy_gate import compare
-
+    def __call__(self, got, verdict, measure, judge):
         t0 = time.perf_counter()
         ranking, base = rank_layers(self.fp32_path, self.final_path, self.blob)
         record = {"method": "leave-one-out, output distance to FP32 on {} calibration images".format(len(self.blob)),
@@ -296,16 +299,19 @@ class Fallback(object):
                 path = os.path.join(work, "fallback{}.onnx".format(step))
                 self._requantize(kept, path)
                 m = measure(path)
-                v = compare(ref, m, options)
-                record["steps"].append({"kept": len(kept), "map50_95_loss": v["map50_95_loss"], "passed": v["passed"]})
+                v = judge(m)
+                step_record = {"kept": len(kept), "map50_95_loss": v["map50_95_loss"], "passed": v["passed"]}
+                if "judged_loss" in v:  # --strict-gate
+                    step_record["judged_loss"] = v["judged_loss"]
+                record["steps"].append(step_record)
                 log.info("fallback: %d layers kept out of INT8: mAP50-95 -%.2f points, %s", len(kept),
                          v["map50_95_loss"], "passes" if v["passed"] else "still fails")
-                if best[2] is None or v["passed"] or v["map50_95_loss"] < best[1]["map50_95_loss"]:
+                if best[2] is None or v["passed"] or _loss(v) < _loss(best[1]):
                     best = (m, v, (kept, path))
                 if v["passed"] or k >= len(ranking):
                     break
                 k = min(2 * k, len(ranking))
-            if best[2] is not None and (best[1]["passed"] or best[1]["map50_95_loss"] < verdict["map50_95_loss"]):
+            if best[2] is not None and (best[1]["passed"] or _loss(best[1]) < _loss(verdict)):
                 kept, path = best[2]
                 record["kept"] = kept
                 record.update(self._cost(kept, path))
