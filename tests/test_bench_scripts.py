@@ -78,3 +78,26 @@ def test_bench_precision_measures_latency_and_val_accuracy_of_each_file(tmp_path
     assert v["delta_map50_95_points"] == pytest.approx(100 * (v["map50_95"] - res["fp32"]["val"]["map50_95"]))
     assert set(v["per_class_map50_95"]) == {"scratch", "dent", "coating", "unprocessed"}
     assert "d mAP50-95 (pt)" in capsys.readouterr().out
+
+
+def test_bench_int8_gate_scores_with_intervals_and_rescores_on_another_fresh_set(tmp_path):
+    # One tiny PTQ cell end to end: the fresh-set change carries the fresh set's own interval, and --rescore
+    # scores the same bundle on a second, independent fresh set without building anything.
+    pytest.importorskip("onnxruntime")
+    import bench_int8_gate as B
+
+    common = ["--model", "demo:screw", "--kind", "screw", "--imgsz", "160,256", "--calib-sets", "1", "--calib-n", "8",
+              "--calib-count", "4", "--gate-n", "8", "--no-latency", "--work", str(tmp_path / "w"),
+              "--json", str(tmp_path / "r.json")]
+    assert B.main(common + ["--fresh-n", "10", "--cells", "cpu:1:ptq"]) == 0
+    row = json.load(open(str(tmp_path / "r.json")))["rows"][0]
+    low, high = row["fresh_change_interval"]
+    assert low <= row["fresh_change_points"] + 0.05 and row["fresh_change_points"] - 0.05 <= high
+    bundles = sorted(os.listdir(str(tmp_path / "w")))
+    assert B.main(common + ["--fresh-n", "12", "--fresh-seed", "302", "--rescore"]) == 0
+    assert sorted(os.listdir(str(tmp_path / "w"))) == sorted(bundles + ["fresh-302-12"])  # nothing built
+    again = json.load(open(str(tmp_path / "r.json")))["rows"][0]
+    (entry,) = again["rescores"]
+    assert entry["fresh_seed"] == 302 and entry["fresh_images"] == 12
+    assert entry["change_interval"][0] <= entry["change_points"] + 0.05
+    assert again["fresh_change_points"] == row["fresh_change_points"]  # the first scoring is kept
