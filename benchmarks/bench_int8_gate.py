@@ -132,8 +132,9 @@ def _log_row(row):
 def rescore(args, rows, previous, fresh, ref):
     for row in rows:
         path = row.get("path") and os.path.join(row["path"], "model.onnx")
-        if not path or not os.path.isfile(path) or row.get("note"):
-            continue
+        if not path or not os.path.isfile(path) or row.get("note") or any(
+                e["fresh_seed"] == args.fresh_seed and e["fresh_images"] == len(fresh) for e in row.get("rescores", ())):
+            continue  # gone, the same model as another row, or already scored on this set
         _, scored = fresh_score(path, fresh, ref)
         entry = {"fresh_seed": args.fresh_seed, "fresh_images": len(fresh), "fp32_map50_95": ref[0]["map50_95"],
                  "map50_95": scored["fresh_map50_95"], "change_points": scored["fresh_change_points"],

@@ -141,7 +141,7 @@ def test_gate_says_when_the_val_split_is_too_small_to_judge(screw_data, tmp_path
     assert large["half_width"] < 0.7 * small["half_width"]
     assert not small["resolves_limit"] and small["images_for_limit"] > len(ds)
     text = G._too_coarse(small, 1.0, 0.5)
-    assert "{} images".format(len(ds)) in text and str(small["images_for_limit"]) in text
+    assert "{} images".format(len(ds)) in text and str(small["images_for_limit"]) in text and "--strict-gate" in text
 
 
 def test_strict_gate_judges_the_low_end_of_the_interval(good_bundle, screw_data, tmp_path):
