@@ -22,10 +22,11 @@ Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime D
 conf 0.001, NMS IoU 0.6) minus FP32's, in points, with the fresh set's own 90% paired-bootstrap interval of
 that change (what the fresh set can resolve; the gate's `resolution`). --rescore builds nothing: it scores
 the bundles of the rows in --json that still exist on another fresh set (--fresh-seed, --fresh-n) and adds
-the figures to each row's "rescores" (a larger independent set to settle a cell the first one cannot). Speed: median latency of FP32 and each INT8 model of
-calibration set --latency-set (1), batch 1, measured in interleaved rounds in one process (ONNX Runtime
-CPU provider); the `trt` models' CPU latency is not TensorRT's (unverified on hardware). On a shared
-machine run the cells with --no-latency and time them alone: flock /tmp/bench.lock ... --latency-only.
+the figures to each row's "rescores" (a larger independent set to settle a cell the first one cannot).
+Speed: median latency of FP32 and each INT8 model of calibration set --latency-set (1), batch 1, measured
+in interleaved rounds in one process (ONNX Runtime CPU provider); the `trt` models' CPU latency is not
+TensorRT's (unverified on hardware). On a shared machine run the cells with --no-latency and time them
+alone: flock /tmp/bench.lock ... --latency-only.
 """
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def rescore(args, rows, previous, fresh, ref):
     for row in rows:
         path = row.get("path") and os.path.join(row["path"], "model.onnx")
         if not path or not os.path.isfile(path) or row.get("note") or any(
-                e["fresh_seed"] == args.fresh_seed and e["fresh_images"] == len(fresh) for e in row.get("rescores", ())):
+                e["fresh_seed"] == args.fresh_seed and e["fresh_images"] == len(fresh)
+                for e in row.get("rescores", ())):
             continue  # gone, the same model as another row, or already scored on this set
         _, scored = fresh_score(path, fresh, ref)
         entry = {"fresh_seed": args.fresh_seed, "fresh_images": len(fresh), "fp32_map50_95": ref[0]["map50_95"],

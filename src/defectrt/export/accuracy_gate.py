@@ -183,9 +183,9 @@ def _too_coarse(res, loss, max_loss):
     return ("the val split's {images} images measure the mAP50-95 change only to +-{half:.2f} points ({pct:g}% "
             "interval of a paired bootstrap over images: {low:+.2f} to {high:+.2f} around {change:+.2f}), coarser "
             "than --max-loss {limit:g}: this verdict is partly chance; about {need} val images would resolve "
-            "it (or --strict-gate: judge the loss at the interval's end)").format(images=res["images"], half=res["half_width"], pct=100 * res["level"],
-                         low=res["change_interval"][0], high=res["change_interval"][1], change=-loss,
-                         limit=max_loss, need=res["images_for_limit"])
+            "it (or --strict-gate: judge the loss at the interval's end)").format(
+                images=res["images"], half=res["half_width"], pct=100 * res["level"], low=res["change_interval"][0],
+                high=res["change_interval"][1], change=-loss, limit=max_loss, need=res["images_for_limit"])
 
 
 def _strict_images(res, verdict, options):
