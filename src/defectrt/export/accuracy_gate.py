@@ -157,6 +157,11 @@ def compare(ref, got, options, interval=None):
     return verdict
 
 
+def loss_fields(verdict):
+    """The losses a verdict records: the measured one and, under --strict-gate, the one it was judged on."""
+    return {k: verdict[k] for k in ("map50_95_loss", "judged_loss") if k in verdict}
+
+
 def resolution(ref_pairs, got_pairs, nc, max_loss, resamples=RESAMPLES, level=LEVEL):
     """How precisely this val split measures the mAP50-95 change (module docstring), from the
     per-image (truth, detections) pairs `measure` kept for FP32 and the final model: {"images",
@@ -256,13 +261,8 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
     val_record = {"data": val, "split": "val", "conf": VAL_CONF, "iou": VAL_IOU, "recall_conf": conf, "fp32": ref}
     if precision != "fp32":
         val_record[precision] = got
-    measured = {"map50_95_loss": verdict["map50_95_loss"], "recall_drop": verdict["recall_drop"]}
-    if "judged_loss" in verdict:
-        measured["judged_loss"] = verdict["judged_loss"]
-    gate_record = dict(options.record(), measured=measured,
-                       first_try=None if fb_record is None else dict(
-                           {k: first[k] for k in ("map50_95_loss", "judged_loss") if k in first},
-                           failures=first["failures"]),
+    gate_record = dict(options.record(), measured=dict(loss_fields(verdict), recall_drop=verdict["recall_drop"]),
+                       first_try=None if fb_record is None else dict(loss_fields(first), failures=first["failures"]),
                        passed=verdict["passed"], failures=verdict["failures"], fallback=fb_record,
                        resolution=res)
     if not verdict["passed"]:

@@ -284,6 +284,8 @@ class Fallback(object):
         self.blob, self.max_steps, self.timing_rounds = blob, max_steps, timing_rounds
 
     def __call__(self, got, verdict, measure, judge):
+        from defectrt.export.accuracy_gate import loss_fields
+
         t0 = time.perf_counter()
         ranking, base = rank_layers(self.fp32_path, self.final_path, self.blob)
         record = {"method": "leave-one-out, output distance to FP32 on {} calibration images".format(len(self.blob)),
@@ -300,10 +302,7 @@ class Fallback(object):
                 self._requantize(kept, path)
                 m = measure(path)
                 v = judge(m)
-                step_record = {"kept": len(kept), "map50_95_loss": v["map50_95_loss"], "passed": v["passed"]}
-                if "judged_loss" in v:  # --strict-gate
-                    step_record["judged_loss"] = v["judged_loss"]
-                record["steps"].append(step_record)
+                record["steps"].append(dict(loss_fields(v), kept=len(kept), passed=v["passed"]))
                 log.info("fallback: %d layers kept out of INT8: mAP50-95 -%.2f points, %s", len(kept),
                          v["map50_95_loss"], "passes" if v["passed"] else "still fails")
                 if best[2] is None or v["passed"] or _loss(v) < _loss(best[1]):
