@@ -101,3 +101,36 @@ def test_bench_int8_gate_scores_with_intervals_and_rescores_on_another_fresh_set
     assert entry["fresh_seed"] == 302 and entry["fresh_images"] == 12
     assert entry["change_interval"][0] <= entry["change_points"] + 0.05
     assert again["fresh_change_points"] == row["fresh_change_points"]  # the first scoring is kept
+
+
+def test_gate_coverage_summary_compares_the_spread_between_sets_with_the_bootstrap():
+    import bench_gate_coverage as V
+
+    # three sets whose measured changes spread by exactly 1 point, each with a +-1.6449 interval (SE 1)
+    sets = [{"change_points": c, "interval": [c - V.Z90, c + V.Z90]} for c in (-1.0, 0.0, 1.0)]
+    s = V.summarize(sets, pooled_change=-2.0)
+    assert s["sd_between_sets"] == pytest.approx(1.0) and s["mean_bootstrap_se"] == pytest.approx(1.0, abs=1e-3)
+    assert s["sd_over_bootstrap_se"] == pytest.approx(1.0, abs=0.01)
+    assert s["pooled_below_interval"] == 2 and s["pooled_above_interval"] == 0  # only -1 +- 1.64 reaches -2
+    narrow = [dict(x, interval=[x["change_points"] - 0.1, x["change_points"] + 0.1]) for x in sets]
+    assert V.summarize(narrow, 0.0)["sd_over_bootstrap_se"] > 10  # an interval too narrow for the spread
+
+
+def test_bench_gate_coverage_scores_one_pair_on_independent_sets(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    import bench_gate_coverage as V
+
+    out = str(tmp_path / "c.json")
+    assert V.main(["--model", "demo:screw", "--kind", "screw", "--imgsz", "160,256", "--flavour", "cpu",
+                   "--calib-n", "6", "--calib-count", "4", "--sets", "2", "--set-n", "6",
+                   "--work", str(tmp_path / "w"), "--json", out]) == 0
+    r = json.load(open(out))
+    a, b = r["sets"]
+    assert (a["seed"], b["seed"]) == (501, 502) and a["images"] == b["images"] == 6
+    assert a["fp32_map50_95"] != b["fp32_map50_95"]  # independent images, not one set twice
+    for s in r["sets"]:
+        assert s["change_points"] == pytest.approx(100 * (s["int8_map50_95"] - s["fp32_map50_95"]), abs=1e-3)
+    assert r["summary"]["sets"] == 2
+    assert r["summary"]["sd_between_sets"] == pytest.approx(abs(a["change_points"] - b["change_points"]) / 2 ** 0.5,
+                                                            abs=2e-3)

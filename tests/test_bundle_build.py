@@ -126,7 +126,8 @@ def test_demo_int8_bundle_gives_the_val_metrics_its_manifest_claims(tmp_path, ca
     write_dataset(data, kind="screw", n=24, seed=5151, val_fraction=0.5, progress=False)
     out = str(tmp_path / "int8.bundle")
     rc = main(["export", "build", "demo:screw", "-o", out, "--precision", "int8", "--int8-flavour", "cpu",
-               "--calib", data, "--calib-count", "12", "--calib-method", "entropy", "--val", data])
+               "--calib", data, "--calib-count", "12", "--calib-method", "entropy", "--val", data,
+               "--no-strict-gate"])  # 12 val images cannot put the interval's end within 0.5 points
     printed = capsys.readouterr().out
     assert rc == 0 and "val int8: mAP50" in printed and "val fp32: mAP50" in printed
     manifest = json.load(open(os.path.join(out, "manifest.json")))

@@ -14,20 +14,22 @@ exit 1, the bundle folder is never created) unless `accept_loss` says ship it an
   A drop of a single object never fails (it cannot be told from that noise); with fewer than 50 objects
   of a class, the message says that its recall is coarse.
 
-How precisely the val split can judge the limit: the gate also puts an interval on the measured mAP
-change (a paired bootstrap over the split's images, `defectrt.data.metrics.map_change_interval`) and
-says so when the split is too small to tell a loss of `max_loss` from chance (a warning with the number
-of images that would resolve it; `resolution` in the record). Measured on demo:pcb (issue 21's
-benchmark): a 30-image split passed an INT8 model at +1.06 points that lost 0.75 on 120 fresh images.
-By default the verdict stays the measured change against the limit, as `--max-loss` promises: the
-stricter rule would refuse nearly every build on the small splits users start with; the warning makes the
-chance visible instead. `--strict-gate` (GateOptions.strict) is that stricter rule for a factory that
-must not ship on luck: the mAP50-95 loss is judged at the pessimistic end of the interval (its low end:
-95% one-sided), for the first try and for every fallback step, so a pass means "within the limit at that
-confidence on this split" - at the price of a large split (a 0.5-point limit needs ~300-500 images on the
-issue-21 benchmark's data) and of more layers kept out of INT8. Issue 21's run 3 is why it exists: on
-demo:pcb `trt` a 200-image split measured -0.11 (interval -0.74 .. +0.51, warned) for a model that lost
-0.77 on 1000 fresh images; the strict gate on the same 200 images shipped a fallback that lost 0.13 (BENCHMARKS.md).
+How the verdict is judged: the gate puts an interval on the measured mAP change (a paired bootstrap
+over the split's images, `defectrt.data.metrics.map_change_interval`; `resolution` in the record) and by
+default judges the loss at its pessimistic end (the interval's low end: 95% one-sided), for the first try
+and for every fallback step. A pass means "within `max_loss` at that confidence on this val split", which
+is what "cannot silently lose accuracy" asks for. Judging the measured change alone (`strict=False`,
+`--no-strict-gate`; the default before issue 21's run 4) ships on luck whenever the split is coarse: on
+demo:pcb `trt` a 200-image split measured -0.11 for an INT8 model that lost 0.77 points on 1000 fresh
+images. The interval is honest on this data: the same build (made on another CPU) scored on 12 independent
+200-image sets spread by 0.30 points (standard deviation of its measured change), less than the bootstrap's
+own 0.37, and its pooled change (-0.73 on 2400 images) fell outside 1 of the 12 intervals
+(benchmarks/bench_gate_coverage.py, BENCHMARKS.md). The miss was the rule: with +-0.6 points of chance on
+the split, a model that loses 0.7 passes a measured-value gate about one time in four. The price is a
+large split: a 0.5-point limit wants about 300-500 images on that data; a smaller split makes the
+fallback keep more layers or refuses, and the refusal says how many val images would let the measured
+loss pass. With `--no-strict-gate`, a split too coarse for the limit gets a warning with the number of
+images that would resolve it.
 
 The manifest records both sets of figures, the limits applied, the verdict and, when it came to that,
 the layer fallback (defectrt.export.sensitivity) that brought the INT8 model within the limits.
@@ -61,10 +63,11 @@ class GateOptions(object):
     fallback: on failure, keep the most sensitive INT8 layers in higher precision until it passes;
     sensitivity_images: calibration images the per-layer sensitivity is measured on; fallback_steps: how
     many fallback tries at most (1, 2, 4, ... layers kept; each is a quantization and a val run);
-    strict: judge the mAP50-95 loss at the pessimistic end of the val split's interval (module docstring)."""
+    strict: judge the mAP50-95 loss at the pessimistic end of the val split's interval (the default; False:
+    at the measured change alone, module docstring)."""
 
     def __init__(self, max_loss=DEFAULT_MAX_LOSS, max_recall_drop=DEFAULT_MAX_RECALL_DROP, accept_loss=False,
-                 fallback=True, sensitivity_images=4, fallback_steps=7, strict=False):
+                 fallback=True, sensitivity_images=4, fallback_steps=7, strict=True):
         for name, value in (("--max-loss", max_loss), ("--max-recall-drop", max_recall_drop)):
             if value is None or not float(value) >= 0:
                 raise UserInputError("{} {!r}: give a number of points >= 0 (e.g. 0.5)".format(name, value))
@@ -134,8 +137,8 @@ def compare(ref, got, options, interval=None):
     if judged > options.max_loss + 1e-9:
         failures.append("mAP50-95 {:.4f} -> {:.4f}: -{:.2f} points{}, more than --max-loss {:g}".format(
             ref["map50_95"] or 0.0, got["map50_95"] or 0.0, loss,
-            "" if judged == loss else ", and up to -{:.2f} at the low end of the val split's interval "
-                                      "(--strict-gate)".format(judged), options.max_loss))
+            "" if judged == loss else ", and up to -{:.2f} at the low end of the val split's 90% interval, "
+                                      "where the gate judges it".format(judged), options.max_loss))
     for name, r in ref["per_class"].items():
         g = got["per_class"].get(name) or {}
         n = r.get("instances") or 0
@@ -158,7 +161,7 @@ def compare(ref, got, options, interval=None):
 
 
 def loss_fields(verdict):
-    """The losses a verdict records: the measured one and, under --strict-gate, the one it was judged on."""
+    """The losses a verdict records: the measured one and (strict, the default) the one it was judged on."""
     return {k: verdict[k] for k in ("map50_95_loss", "judged_loss") if k in verdict}
 
 
@@ -188,13 +191,13 @@ def _too_coarse(res, loss, max_loss):
     return ("the val split's {images} images measure the mAP50-95 change only to +-{half:.2f} points ({pct:g}% "
             "interval of a paired bootstrap over images: {low:+.2f} to {high:+.2f} around {change:+.2f}), coarser "
             "than --max-loss {limit:g}: this verdict is partly chance; about {need} val images would resolve "
-            "it (or --strict-gate: judge the loss at the interval's end)").format(
+            "it (the default gate, without --no-strict-gate, judges the loss at the interval's end)").format(
                 images=res["images"], half=res["half_width"], pct=100 * res["level"], low=res["change_interval"][0],
                 high=res["change_interval"][1], change=-loss, limit=max_loss, need=res["images_for_limit"])
 
 
 def _strict_images(res, verdict, options):
-    """About how many val images would let a --strict-gate pass the measured loss (its half-width shrinks
+    """About how many val images would let the strict gate pass the measured loss (its half-width shrinks
     as 1 / sqrt(images) down to the room left between the measured loss and the limit), or None."""
     room = options.max_loss - verdict["map50_95_loss"]
     if res is None or room <= 0 or not res["half_width"] or verdict.get("judged_loss", 0) <= options.max_loss:
@@ -254,7 +257,7 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
     res = coarse = None
     if precision != "fp32":
         res = resolution_of(got)
-        # under --strict-gate a pass already holds at the interval's end: the split was fine enough
+        # a strict pass already holds at the interval's end: the split was fine enough
         if res is not None and not res["resolves_limit"] and not (options.strict and verdict["passed"]):
             coarse = _too_coarse(res, verdict["map50_95_loss"], options.max_loss)
             log.warning("accuracy gate: %s", coarse)
@@ -273,13 +276,15 @@ def gate(fp32_path, final_path, precision, val, conf, options=None, fallback=Non
             msg += " - note: " + coarse
         strict_need = _strict_images(res, verdict, options) if options.strict else None
         if strict_need:
-            msg += (" - under --strict-gate the val split's {} images leave +-{:.2f} points of doubt; about {} "
-                    "images would bring the interval's end within --max-loss if the measured change "
-                    "holds").format(res["images"], res["half_width"], strict_need)
+            msg += (" - the val split's {} images leave +-{:.2f} points of doubt; about {} val images would "
+                    "bring the interval's end within --max-loss if the measured change holds").format(
+                        res["images"], res["half_width"], strict_need)
         if not options.accept_loss:
-            err = AccuracyGateError(msg + ". No bundle was written. Options: more / more typical --calib images, "
-                                    "--qat-epochs N (quantization-aware fine-tuning), --precision fp16, a looser "
-                                    "--max-loss / --max-recall-drop, or --accept-loss to ship it anyway")
+            err = AccuracyGateError(msg + ". No bundle was written. Options: more --val images, more / more "
+                                    "typical --calib images, --qat-epochs N (quantization-aware fine-tuning), "
+                                    "--precision fp16, a looser --max-loss / --max-recall-drop, --no-strict-gate "
+                                    "(judge the measured change alone: ships on luck on a coarse split), or "
+                                    "--accept-loss to ship it anyway")
             err.record = gate_record  # what was measured and tried, for callers that report refusals
             raise err
         log.warning("%s; shipping it anyway (--accept-loss)", msg)

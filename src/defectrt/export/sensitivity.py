@@ -267,7 +267,7 @@ def compare_latency(paths, blob, rounds=15, warmup=2):
 
 
 def _loss(verdict):
-    """The loss a verdict was judged on (--strict-gate: the interval's pessimistic end)."""
+    """The loss a verdict was judged on (by default the interval's pessimistic end)."""
     return verdict.get("judged_loss", verdict["map50_95_loss"])
 
 
