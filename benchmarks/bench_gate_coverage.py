@@ -17,7 +17,6 @@ the interval is too narrow for this data and a gate judged on it ships on luck m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,10 +24,6 @@ import time
 import warnings
 
 Z90 = 1.6449  # two-sided 90%: the half-width of a normal interval in standard errors
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def summarize(sets, pooled_change):
@@ -69,24 +64,18 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from defectrt.data.dataset import load_dataset
     from defectrt.data.metrics import detection_metrics
-    from defectrt.data.synth import write_dataset
     from defectrt.export.accuracy_gate import measure, resolution
     from defectrt.export.bundle import build_bundle
     from defectrt.export.onnx import export_onnx
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_int8_gate import parse_imgsz
+    from bench_int8_gate import dataset_maker, log, parse_imgsz, write_result
 
     imgsz = parse_imgsz(args.imgsz)
     work = args.work or tempfile.mkdtemp(prefix="bench-coverage-")
     t0 = time.time()
 
-    def data(name, seed, n, val_fraction):
-        out = os.path.join(work, name)
-        if not os.path.isdir(out):
-            write_dataset(out, kind=args.kind, n=n, seed=seed, val_fraction=val_fraction, progress=False)
-        return out
-
+    data = dataset_maker(work, args.kind)
     fp32 = os.path.join(work, "fp32.onnx")
     if not os.path.isfile(fp32):
         export_onnx(args.model, fp32, imgsz=imgsz)
@@ -124,12 +113,7 @@ def main(argv=None):
     result = {"model": args.model, "flavour": args.flavour, "bundle": bundle, "summary": summary, "sets": sets,
               "args": vars(args), "seconds": round(time.time() - t0),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    print(text)
-    return 0
+    return write_result(result, args.json)
 
 
 if __name__ == "__main__":

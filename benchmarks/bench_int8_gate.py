@@ -50,6 +50,29 @@ def parse_imgsz(text):
     return (parts[0], parts[-1])
 
 
+def dataset_maker(work, kind):
+    """data(name, seed, n, val_fraction) -> the folder of that synthetic set under `work`, made once."""
+    from defectrt.data.synth import write_dataset
+
+    def data(name, seed, n, val_fraction):
+        out = os.path.join(work, name)
+        if not os.path.isdir(out):
+            write_dataset(out, kind=kind, n=n, seed=seed, val_fraction=val_fraction, progress=False)
+        return out
+
+    return data
+
+
+def write_result(result, path):
+    """Print the result as JSON and write it to `path` (if given); the exit status 0."""
+    text = json.dumps(result, indent=1)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    print(text)
+    return 0
+
+
 def fresh_score(onnx_path, fresh, ref):
     """mAP50-95 of `onnx_path` on the fresh set, its change from FP32 in points and the fresh set's 90%
     interval of that change. ref: (FP32 metrics, FP32 per-image pairs) on the same set."""
@@ -195,7 +218,6 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from defectrt.data.dataset import load_dataset
-    from defectrt.data.synth import write_dataset
     from defectrt.export.accuracy_gate import measure
     from defectrt.export.onnx import export_onnx
     from defectrt.export.sensitivity import compare_latency
@@ -205,12 +227,7 @@ def main(argv=None):
     work = args.work or tempfile.mkdtemp(prefix="bench-int8-")
     t_start = time.time()
 
-    def data(name, seed, n, val_fraction):
-        out = os.path.join(work, name)
-        if not os.path.isdir(out):
-            write_dataset(out, kind=args.kind, n=n, seed=seed, val_fraction=val_fraction, progress=False)
-        return out
-
+    data = dataset_maker(work, args.kind)
     calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n + 1, 1.0 / (args.calib_n + 1))
                   for i in range(args.calib_sets)]
     gate_set = data("gate", 201, args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
@@ -269,12 +286,7 @@ def main(argv=None):
               "fp32_fresh": ref,
               "rows": rows, "latency_ms": speed, "args": vars(args), "seconds": round(time.time() - t_start),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    print(text)
-    return 0
+    return write_result(result, args.json)
 
 
 if __name__ == "__main__":
