@@ -375,3 +375,35 @@ def test_protocol_round_trip_padding_and_image_checks():
                                                              "at most")):
         with pytest.raises(UserInputError, match=words):
             protocol.check_image(img)
+
+
+def test_the_client_retries_what_a_stopping_server_answers_and_not_a_bad_request():
+    # gRPC answers CANCELLED for the requests in flight when the server stops: under load a restart lost
+    # requests that way until it counted as transient. A request the server refuses on its merits is not
+    # retried.
+    pytest.importorskip("tritonclient.grpc")
+    from tritonclient.utils import InferenceServerException
+
+    from defectrt.client import TritonDetector
+    from defectrt.errors import UserInputError
+
+    det = TritonDetector("grpc://127.0.0.1:1", model="screw", retries=3, retry_wait_s=0)  # connects lazily
+    answers = [InferenceServerException("Locally cancelled by application!", status="StatusCode.CANCELLED"),
+               InferenceServerException("[StatusCode.UNAVAILABLE] Socket closed"), "ok"]
+
+    def send():
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    assert det._with_retries(send) == "ok" and det.retried == 2
+    bad = InferenceServerException("unexpected shape for input 'image' for model 'screw'",
+                                   status="StatusCode.INVALID_ARGUMENT")
+
+    def refused():
+        raise bad
+
+    with pytest.raises(UserInputError, match="refused the request: unexpected shape"):
+        det._with_retries(refused)
+    assert det.retried == 2

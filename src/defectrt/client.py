@@ -22,9 +22,12 @@ from defectrt.errors import BackendUnavailable, DefectrtError, UserInputError
 from defectrt.serving import protocol
 
 SCHEMES = ("http", "grpc")
-# Server states a restarting or still-loading server answers with; a retry can succeed after them.
+# Server states a restarting or still-loading server answers with; a retry can succeed after them. gRPC says
+# CANCELLED for the requests in flight when the server stops (this client never cancels its own: its time
+# limit is DEADLINE_EXCEEDED); seen under load in test_a_server_restart_while_clients_retry_loses_no_good_request.
 _TRANSIENT = re.compile(r"unavailable|not ready|unknown model|is not found|stopping|shutting down|connect|reset|"
-                        r"refused|broken pipe|timed? ?out|eof|socket|closed|failed to (send|receive)", re.I)
+                        r"refused|broken pipe|timed? ?out|eof|socket|closed|failed to (send|receive)|cancell?ed",
+                        re.I)
 
 
 class ServerError(DefectrtError):
@@ -143,8 +146,9 @@ class TritonDetector(object):
                 return fn(*args)
             except (InferenceServerException, OSError, RuntimeError) as exc:
                 message = _server_message(exc)
+                status = str(getattr(exc, "status", lambda: "")() or "")
                 transient = not isinstance(exc, InferenceServerException) or bool(_TRANSIENT.search(message)) \
-                    or "UNAVAILABLE" in str(getattr(exc, "status", lambda: "")() or "")
+                    or "UNAVAILABLE" in status or "CANCELLED" in status
                 if not transient:
                     raise UserInputError("{} model {}: the server refused the request: {}".format(
                         self.url, getattr(self, "model", "?"), message))
