@@ -5,7 +5,7 @@ set and ONNX Runtime CPU latency.
         [--calib-sets 3] [--calib-count 64] [--gate-n 40] [--fresh-n 80] [--qat-epochs 1] \\
         [--flavours cpu,trt] [--methods ptq,default,qat] [--cells trt:1:default,...] [--work DIR] \\
         [--json out.json [--resume]] [--no-latency | --latency-only [--latency-set N]]
-        [--fresh-seed S --fresh-n N --rescore]
+        [--fresh-seed S --fresh-n N --rescore] [--gate-seed S]
 
 Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export build` ships):
   ptq       --precision int8, gate measured on the gate set but never refusing (accept_loss, no fallback)
@@ -19,7 +19,7 @@ Every INT8 model is made by `defectrt.export.bundle.build_bundle` (what `export 
             same PTQ export (first --qat-sets calibration sets, or the --cells named)
 Data (synthetic, `defectrt data synth --kind KIND`): --calib-sets labelled calibration sets (seeds 101,
 102, ...; each set's train images are both the calibration sample and the QAT data), one gate set (seed
-201, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
+201 or --gate-seed, the `--val` of the build) and one fresh set (seed 301) that no step sees before the final scoring.
 Accuracy: mAP50-95 of each bundle's model.onnx on the fresh set by the runtime Detector (ONNX Runtime,
 conf 0.001, NMS IoU 0.6) minus FP32's, in points, with the fresh set's own 90% paired-bootstrap interval of
 that change (what the fresh set can resolve; the gate's `resolution`). --rescore builds nothing: it scores
@@ -191,6 +191,8 @@ def main(argv=None):
     ap.add_argument("--gate-n", type=int, default=40)
     ap.add_argument("--fresh-n", type=int, default=80)
     ap.add_argument("--fresh-seed", type=int, default=301, help="seed of the fresh set (301: the benchmark's own)")
+    ap.add_argument("--gate-seed", type=int, default=201, help="seed of the gate set, the builds' --val (201: the "
+                    "benchmark's own)")
     ap.add_argument("--rescore", action="store_true",
                     help="build nothing: score the bundles of the rows in --json that still exist on this "
                          "fresh set and add the figures to each row's rescores")
@@ -230,7 +232,8 @@ def main(argv=None):
     data = dataset_maker(work, args.kind)
     calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n + 1, 1.0 / (args.calib_n + 1))
                   for i in range(args.calib_sets)]
-    gate_set = data("gate", 201, args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
+    gate_set = data("gate" if args.gate_seed == 201 else "gate-{}".format(args.gate_seed), args.gate_seed,
+                    args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
     fresh_dir = "fresh" if args.fresh_seed == 301 else "fresh-{}-{}".format(args.fresh_seed, args.fresh_n)
     fresh = load_dataset(data(fresh_dir, args.fresh_seed, args.fresh_n + 1, args.fresh_n / float(args.fresh_n + 1)),
                          "val")
