@@ -388,7 +388,7 @@ def test_the_client_retries_what_a_stopping_server_answers_and_not_a_bad_request
     from defectrt.errors import UserInputError
 
     det = TritonDetector("grpc://127.0.0.1:1", model="screw", retries=3, retry_wait_s=0)  # connects lazily
-    answers = [InferenceServerException("Locally cancelled by application!", status="StatusCode.CANCELLED"),
+    answers = [InferenceServerException("CANCELLED", status="StatusCode.CANCELLED"),
                InferenceServerException("[StatusCode.UNAVAILABLE] Socket closed"), "ok"]
 
     def send():

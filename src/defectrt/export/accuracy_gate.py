@@ -29,8 +29,8 @@ the split, a model that loses 0.7 passes a measured-value gate about one time in
 large split: a 0.5-point limit wants about 300-500 images on that data; a smaller split makes the
 fallback keep more layers or refuses, and the refusal says how many val images would let the measured
 loss pass (run 4 on 200-image splits: 5 of 12 builds shipped, keeping 1-64 layers out of INT8, each
-within 0.2 points of FP32 on fresh images; 7 were refused). With `--no-strict-gate`, a split too coarse for the limit gets a warning with the number of
-images that would resolve it.
+within 0.2 points of FP32 on fresh images; 7 were refused). With `--no-strict-gate`, a split too coarse
+for the limit gets a warning with the number of images that would resolve it.
 
 The manifest records both sets of figures, the limits applied, the verdict and, when it came to that,
 the layer fallback (defectrt.export.sensitivity) that brought the INT8 model within the limits.
