@@ -83,16 +83,14 @@ def main(argv=None):
     if not bundle:
         bundle = os.path.join(work, "{}-calib{}-ptq.bundle".format(args.flavour, args.calib_seed))
         if not os.path.isdir(bundle):
-            calib = data("calib-{}".format(args.calib_seed), args.calib_seed, args.calib_n + 1,
-                         1.0 / (args.calib_n + 1))
+            calib = data("calib-{}".format(args.calib_seed), args.calib_seed, args.calib_n, 1)
             build_bundle(args.model, bundle, precision="int8", int8_flavour=args.flavour, calib=calib,
                          calib_count=args.calib_count, imgsz=imgsz, force=True)
     int8 = os.path.join(bundle, "model.onnx")
     sets, all_ref, all_got, names = [], [], [], None
     for i in range(args.sets):
         seed = args.first_seed + i
-        ds = load_dataset(data("set-{}-{}".format(seed, args.set_n), seed, args.set_n + 1,
-                               args.set_n / float(args.set_n + 1)), "val")
+        ds = load_dataset(data("set-{}-{}".format(seed, args.set_n), seed, 1, args.set_n), "val")
         names = ds.names
         ref_pairs, got_pairs = [], []
         ref = measure(fp32, ds, 0.25, keep=ref_pairs)

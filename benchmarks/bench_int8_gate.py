@@ -51,13 +51,15 @@ def parse_imgsz(text):
 
 
 def dataset_maker(work, kind):
-    """data(name, seed, n, val_fraction) -> the folder of that synthetic set under `work`, made once."""
+    """data(name, seed, train, val) -> the folder under `work` of a synthetic set with that many train and val
+    images (images 0 .. train-1 train, the rest val), made once."""
     from defectrt.data.synth import write_dataset
 
-    def data(name, seed, n, val_fraction):
+    def data(name, seed, train, val):
         out = os.path.join(work, name)
         if not os.path.isdir(out):
-            write_dataset(out, kind=kind, n=n, seed=seed, val_fraction=val_fraction, progress=False)
+            write_dataset(out, kind=kind, n=train + val, seed=seed, val_fraction=val / float(train + val),
+                          progress=False)
         return out
 
     return data
@@ -230,13 +232,11 @@ def main(argv=None):
     t_start = time.time()
 
     data = dataset_maker(work, args.kind)
-    calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n + 1, 1.0 / (args.calib_n + 1))
-                  for i in range(args.calib_sets)]
-    gate_set = data("gate" if args.gate_seed == 201 else "gate-{}".format(args.gate_seed), args.gate_seed,
-                    args.gate_n + 1, args.gate_n / float(args.gate_n + 1))
+    calib_sets = [data("calib{}".format(i + 1), 101 + i, args.calib_n, 1) for i in range(args.calib_sets)]
+    gate_set = data("gate" if args.gate_seed == 201 else "gate-{}".format(args.gate_seed), args.gate_seed, 1,
+                    args.gate_n)
     fresh_dir = "fresh" if args.fresh_seed == 301 else "fresh-{}-{}".format(args.fresh_seed, args.fresh_n)
-    fresh = load_dataset(data(fresh_dir, args.fresh_seed, args.fresh_n + 1, args.fresh_n / float(args.fresh_n + 1)),
-                         "val")
+    fresh = load_dataset(data(fresh_dir, args.fresh_seed, 1, args.fresh_n), "val")
     fp32 = os.path.join(work, "fp32.onnx")
     if not os.path.isfile(fp32):
         export_onnx(args.model, fp32, imgsz=imgsz)
